@@ -1,0 +1,1 @@
+"""Alerts: rules turn change events into outbox rows; the Slack sender drains the outbox."""

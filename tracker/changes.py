@@ -1,0 +1,236 @@
+"""Reading history: the price as of a time, week-over-week, and the change events of a run.
+
+`price_at(series, t)` is the span covering t, or the last span that ended within the staleness
+window before t. Week-over-week is price_at(t) / price_at(t − 7 days) − 1, and *unknown* (None,
+never 0) when either end has no price. All readers here work for every series at once with one
+query per point in time, so metrics, the report and the CLI stay fast with thousands of series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from tracker.db import OfferRow, PriceSpan, ScrapeRun
+
+WEEK = timedelta(days=7)
+
+
+class EventKind(StrEnum):
+    FIRST_SEEN = "first_seen"  # a series observed for the first time
+    PRICE_CHANGED = "price_changed"  # the price differs from the series' previous span
+    AVAILABILITY_CHANGED = "availability_changed"  # available flipped (sold out / back in stock)
+    RETURNED = "returned"  # seen again after being gone, with the same price and availability
+    GONE = "gone"  # in the provider's previous good run, absent from this one
+
+
+@dataclass(frozen=True, slots=True)
+class SpanValue:
+    price: Decimal | None
+    available: bool | None
+    stock: str | None = None
+
+    def same_state(self, other: SpanValue) -> bool:
+        """Price and availability decide whether a span continues; stock alone does not."""
+        return self.price == other.price and self.available == other.available
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    kind: EventKind
+    offer_id: int
+    provider: str
+    region: str
+    zone: str
+    instance_type: str
+    billing: str
+    gpu: str
+    gpu_count: float
+    at: datetime
+    old: SpanValue | None
+    new: SpanValue | None
+    span_id: int | None = None  # the span the event opened (None for GONE)
+    attrs: dict[str, Any] = field(default_factory=dict)  # vcpu, memory_gb, disk, raw_gpu_name
+
+    @property
+    def change_ratio(self) -> Decimal | None:
+        if not self.old or not self.new or self.old.price is None or self.new.price is None:
+            return None
+        return self.new.price / self.old.price - 1
+
+
+@dataclass(frozen=True, slots=True)
+class PricePoint:
+    """A series' state as of some time: its span (or None) and the offer it belongs to."""
+
+    offer: OfferRow
+    span: PriceSpan | None
+
+    @property
+    def price(self) -> Decimal | None:
+        return self.span.price if self.span is not None else None
+
+
+def wow_ratio(now_price: Decimal | None, week_ago_price: Decimal | None) -> Decimal | None:
+    """price_now / price_week_ago − 1; None when either is unknown."""
+    if now_price is None or week_ago_price is None or week_ago_price <= 0:
+        return None
+    return now_price / week_ago_price - 1
+
+
+def format_pct(ratio: Decimal | None, places: int = 2) -> str:
+    """'+3.25%', '-1.10%', '0.00%', or '-' when unknown."""
+    if ratio is None:
+        return "-"
+    pct = (ratio * 100).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    if pct == 0:
+        pct = abs(pct)  # no "-0.00%"
+        return f"{pct:.{places}f}%"
+    return f"{pct:+.{places}f}%"
+
+
+def spans_at(
+    session: Session,
+    t: datetime,
+    staleness: timedelta,
+    offer_ids: Sequence[int] | None = None,
+) -> dict[int, PriceSpan]:
+    """For every series (or the given ones), the span that says its state as of `t`.
+
+    That is the latest span starting at or before t, provided it had not ended more than
+    `staleness` before t. One grouped query, driven by the (offer_id, first_seen) unique index.
+    """
+    latest = select(PriceSpan.offer_id, func.max(PriceSpan.first_seen).label("fs")).where(PriceSpan.first_seen <= t)
+    if offer_ids is not None:
+        latest = latest.where(PriceSpan.offer_id.in_(offer_ids))
+    latest_sq = latest.group_by(PriceSpan.offer_id).subquery()
+    stmt = (
+        select(PriceSpan)
+        .join(latest_sq, and_(PriceSpan.offer_id == latest_sq.c.offer_id, PriceSpan.first_seen == latest_sq.c.fs))
+        .where(PriceSpan.last_seen >= t - staleness)
+    )
+    return {span.offer_id: span for span in session.scalars(stmt)}
+
+
+def price_at(session: Session, offer_id: int, t: datetime, staleness: timedelta) -> Decimal | None:
+    span = spans_at(session, t, staleness, [offer_id]).get(offer_id)
+    return span.price if span else None
+
+
+def offers(
+    session: Session,
+    *,
+    providers: Iterable[str] | None = None,
+    gpus: Iterable[str] | None = None,
+) -> list[OfferRow]:
+    stmt = select(OfferRow)
+    if providers:
+        stmt = stmt.where(OfferRow.provider.in_(list(providers)))
+    if gpus:
+        stmt = stmt.where(OfferRow.gpu.in_(list(gpus)))
+    return list(session.scalars(stmt.order_by(OfferRow.provider, OfferRow.gpu, OfferRow.region, OfferRow.zone, OfferRow.instance_type)))
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesState:
+    offer: OfferRow
+    as_of: datetime  # the time this state describes (≤ the time asked for)
+    current: PriceSpan | None  # the series' span as of `as_of`
+    week_ago: PriceSpan | None  # its span as of `as_of` − 7 days
+    first_seen: datetime | None  # first observation of the series
+    last_seen: datetime | None  # last observation at or before the time asked for
+    stale: bool  # last observed longer than the staleness window before the time asked for
+
+    @property
+    def price(self) -> Decimal | None:
+        return self.current.price if self.current else None
+
+    @property
+    def available(self) -> bool | None:
+        return self.current.available if self.current else None
+
+    @property
+    def wow(self) -> Decimal | None:
+        return wow_ratio(self.price, self.week_ago.price if self.week_ago else None)
+
+
+def series_states(
+    session: Session,
+    at: datetime,
+    staleness: timedelta,
+    *,
+    providers: Iterable[str] | None = None,
+    gpus: Iterable[str] | None = None,
+) -> list[SeriesState]:
+    """Every series' latest known state at or before `at`, with week-over-week.
+
+    A series is described as of its own last observation (never later than `at`), so a series
+    last seen a while ago is shown with that date and flagged `stale` rather than dropped or
+    passed off as current. For live data every series of a run shares one last-seen time, so
+    this costs a couple of grouped queries per distinct time, not per series.
+    """
+    rows = offers(session, providers=providers, gpus=gpus)
+    if not rows:
+        return []
+    ids = [o.id for o in rows if o.id is not None]
+    bounds = {
+        r.offer_id: (_aware(r.first), _aware(r.last))
+        for r in session.execute(
+            select(PriceSpan.offer_id, func.min(PriceSpan.first_seen).label("first"), func.max(PriceSpan.last_seen).label("last"))
+            .where(PriceSpan.offer_id.in_(ids), PriceSpan.first_seen <= at)
+            .group_by(PriceSpan.offer_id)
+        )
+    }
+    by_time: dict[datetime, list[int]] = {}
+    for oid, (_first, last) in bounds.items():
+        assert last is not None
+        by_time.setdefault(min(last, at), []).append(oid)
+    now_spans: dict[int, PriceSpan] = {}
+    ago_spans: dict[int, PriceSpan] = {}
+    for t, group in by_time.items():
+        now_spans.update(spans_at(session, t, staleness, group))
+        ago_spans.update(spans_at(session, t - WEEK, staleness, group))
+    out = []
+    for o in rows:
+        if o.id not in bounds:
+            continue  # no observation at or before `at`
+        first, last = bounds[o.id]
+        assert last is not None
+        as_of = min(last, at)
+        out.append(SeriesState(o, as_of, now_spans.get(o.id), ago_spans.get(o.id), first, last,
+                               stale=at - last > staleness))
+    return out
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # Aggregates bypass the column type's result processing on some backends.
+    from datetime import UTC
+
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def last_ok_run(session: Session, provider: str, before: datetime | None = None) -> ScrapeRun | None:
+    stmt = select(ScrapeRun).where(ScrapeRun.provider == provider, ScrapeRun.status == "ok", ScrapeRun.trigger != "import")
+    if before is not None:
+        stmt = stmt.where(ScrapeRun.observed_at < before)
+    return session.scalars(stmt.order_by(ScrapeRun.observed_at.desc()).limit(1)).first()
+
+
+def history(
+    session: Session,
+    offer_ids: Sequence[int],
+    since: datetime | None = None,
+) -> list[PriceSpan]:
+    stmt = select(PriceSpan).where(PriceSpan.offer_id.in_(list(offer_ids)))
+    if since is not None:
+        stmt = stmt.where(PriceSpan.last_seen >= since)
+    return list(session.scalars(stmt.order_by(PriceSpan.offer_id, PriceSpan.first_seen)))

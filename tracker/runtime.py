@@ -1,0 +1,51 @@
+"""Wiring shared by the CLI and the daemon: database, catalogue, scrapers, pipeline."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from scrapers.base import Scraper
+from scrapers.gpus import GpuCatalogue
+from scrapers.registry import build_scraper
+from tracker.config import Settings
+from tracker.db import make_engine
+from tracker.migrate import upgrade
+
+SIX_PLACES = Decimal("0.000001")
+
+
+def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
+    engine = make_engine(settings.database_url)
+    if migrate:
+        upgrade(engine)
+    return engine
+
+
+def build_catalogue(settings: Settings) -> GpuCatalogue:
+    return GpuCatalogue.default([o.to_override() for o in settings.gpus.overrides])
+
+
+def build_scrapers(settings: Settings, names: list[str] | None = None) -> dict[str, Scraper]:
+    chosen = names or settings.enabled_providers()
+    return {name: build_scraper(name, getattr(settings.providers, name)) for name in chosen}
+
+
+def json_default(value: Any) -> Any:
+    """Decimals as JSON numbers that print exactly (prices have at most six decimals)."""
+    if isinstance(value, Decimal):
+        q = value.quantize(SIX_PLACES).normalize() if value.as_tuple().exponent < -6 else value  # type: ignore[operator]
+        return float(q) if q == q.to_integral_value() or len(q.as_tuple().digits) <= 15 else str(q)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def to_json(value: Any, *, indent: int | None = 2) -> str:
+    return json.dumps(value, default=json_default, ensure_ascii=False, indent=indent)
