@@ -404,6 +404,14 @@ def alerts_list(
     raise typer.Exit(list_alerts(settings(), state=alert_state, limit=limit))
 
 
+@alerts_app.command("flush")
+def alerts_flush() -> None:
+    """Send every alert that is due now, then exit (the daemon does this continuously)."""
+    from tracker.alerts.commands import flush
+
+    raise typer.Exit(flush(settings()))
+
+
 # --- db / config --------------------------------------------------------------------------------
 
 

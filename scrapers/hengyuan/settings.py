@@ -25,3 +25,8 @@ class HengyuanSettings(ProviderSettings):
     price_unit: Literal["yuan", "jiao", "fen"] = Field("yuan", description="unit of the listing's payg price")
     page_size: int = Field(50, ge=1, le=200)
     navigation_timeout: Duration = Field(30.0, description="timeout of one page navigation")
+    fetch_timeout: Duration = Field(120.0, description="budget of one whole browser fetch (load, login, paging)")
+    listing_timeout: Duration = Field(
+        20.0, description="how long the store page may take to request the listing before the layout counts as changed"
+    )
+    max_pages: int = Field(200, ge=1, description="a listing claiming more pages than this is treated as garbled")
