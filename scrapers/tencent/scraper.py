@@ -86,7 +86,10 @@ def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
 
     def walk(eg: BaseExceptionGroup[Any]) -> None:
         for exc in eg.exceptions:
-            walk(exc) if isinstance(exc, BaseExceptionGroup) else flat.append(exc)
+            if isinstance(exc, BaseExceptionGroup):
+                walk(exc)
+            else:
+                flat.append(exc)
 
     walk(group)
     bugs = [e for e in flat if not isinstance(e, ScrapeError | asyncio.CancelledError)]
