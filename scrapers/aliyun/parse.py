@@ -168,9 +168,12 @@ def parse_available_resource(payload: Any) -> dict[str, dict[str, str]]:
     """instance type → {zone → stock category}. A region with no zones gives {}."""
     if not isinstance(payload, Mapping):
         raise LayoutChangedError("DescribeAvailableResource: response is not an object")
-    zones_box = payload.get("AvailableZones")
-    if zones_box is None:
-        return {}  # Aliyun leaves the key out when nothing matches the filter
+    if "AvailableZones" not in payload:
+        # Aliyun leaves the key out when nothing matches; anything else there means a rename.
+        others = sorted(k for k in payload if k not in ("RequestId", "HostId"))
+        if others:
+            raise LayoutChangedError(f"DescribeAvailableResource: no AvailableZones, but {others}")
+        return {}
     zones = _require_list(payload, "DescribeAvailableResource", "AvailableZones", "AvailableZone")
     out: dict[str, dict[str, str]] = {}
     for zone in zones:
