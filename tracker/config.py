@@ -37,6 +37,7 @@ from scrapers.settings import Duration
 from scrapers.tencent.settings import TencentSettings
 from tracker.alerts.settings import AlertSettings
 from tracker.db import default_database_url
+from tracker.report_settings import ReportSettings
 
 ENV_PREFIX = "TRACKER_"
 
@@ -134,6 +135,7 @@ class Settings(BaseSettings):
     gpus: GpuSettings = Field(default_factory=GpuSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
 
     @field_validator("database_url")
     @classmethod
