@@ -9,7 +9,7 @@ Quick use::
         settings = fake.settings()                 # AliyunSettings, source=api, keys + URLs set
         settings = fake.pricefile_settings()       # AliyunSettings, source=pricefile, no keys
         env = fake.env()                           # TRACKER_PROVIDERS__ALIYUN__* for a subprocess
-        env = fake.env(source="pricefile")
+        env = fake.env(source="pricefile")      # or fake.env(source="auto", with_keys=False)
         fake.fail_next("throttle", 2)              # the next 2 API requests are throttled
         fake.set_price("cn-beijing", "ecs.gn7-c12g1.3xlarge", "33.00")
         fake.count("DescribePrice")                # API requests of that action so far
@@ -277,7 +277,10 @@ class FakeAliyun:
     def pricefile_settings(self, **overrides: Any) -> Any:
         return self.settings(**{"source": "pricefile", "access_key_id": None, "access_key_secret": None, **overrides})
 
-    def env(self, source: str = "api", prefix: str = "TRACKER_PROVIDERS__ALIYUN__") -> dict[str, str]:
+    def env(self, source: str = "api", prefix: str = "TRACKER_PROVIDERS__ALIYUN__",
+            with_keys: bool | None = None) -> dict[str, str]:
+        """Environment for a `tracker` subprocess; keys are included unless source is pricefile
+        (or `with_keys=False`, e.g. to check that source=auto without keys reads the price file)."""
         env = {
             f"{prefix}SOURCE": source,
             f"{prefix}API_URL": self.api_url,
@@ -285,7 +288,8 @@ class FakeAliyun:
             f"{prefix}PRICEFILE_BASE_URL": self.pricefile_base_url,
             f"{prefix}REQUEST_TIMEOUT": "5",
         }
-        if source != "pricefile":
+        include_keys = source != "pricefile" if with_keys is None else with_keys
+        if include_keys:
             env[f"{prefix}ACCESS_KEY_ID"] = self.access_key_id
             env[f"{prefix}ACCESS_KEY_SECRET"] = self.access_key_secret
         return env
