@@ -111,7 +111,7 @@ class ProcessInfo:
     rss_kb: int
 
 
-def _read_proc(pid: int) -> ProcessInfo | None:
+def read_process(pid: int) -> ProcessInfo | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         status = Path(f"/proc/{pid}/status").read_text()
@@ -133,7 +133,7 @@ def descendant_processes(root: int | None = None) -> list[ProcessInfo]:
     procs: dict[int, ProcessInfo] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            info = _read_proc(int(entry))
+            info = read_process(int(entry))
             if info:
                 procs[info.pid] = info
     out = []
@@ -155,7 +155,7 @@ def chromium_processes(root: int | None = None) -> list[ProcessInfo]:
 
 
 def process_rss_kb(pid: int | None = None) -> int:
-    info = _read_proc(os.getpid() if pid is None else pid)
+    info = read_process(os.getpid() if pid is None else pid)
     return info.rss_kb if info else 0
 
 

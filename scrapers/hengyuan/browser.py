@@ -68,6 +68,11 @@ class _Captured:
 
     listing: list[Response] = field(default_factory=list)
     login: list[Response] = field(default_factory=list)
+    listing_requests: int = 0
+
+    def on_request(self, request: Any) -> None:
+        if request.method != "OPTIONS" and urlsplit(request.url).path.endswith(LIST_PATH):
+            self.listing_requests += 1
 
     def on_response(self, response: Response) -> None:
         path = urlsplit(response.url).path
@@ -162,6 +167,7 @@ class BrowserListing:
         s = self.settings
         captured = _Captured()
         page.on("response", captured.on_response)
+        page.on("request", captured.on_request)
         if self.token:
             await page.context.add_init_script(_token_script(self.token))
             await page.route(f"**{LIST_PATH}*", self._add_token)
@@ -236,6 +242,10 @@ class BrowserListing:
                 captured.listing.clear()  # answers from before the login are not the listing we want
                 deadline = time.monotonic() + s.listing_timeout
             if time.monotonic() > deadline:
+                if captured.listing_requests:
+                    raise TransientError(
+                        f"the hengyuan listing API did not answer the store page within {s.listing_timeout:g}s"
+                    )
                 raise LayoutChangedError(
                     f"the hengyuan store page did not request the listing ({LIST_PATH}) within "
                     f"{s.listing_timeout:g}s and showed no login form: the page or its API path has changed"

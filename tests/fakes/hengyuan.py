@@ -38,7 +38,7 @@ Modes (`fake.mode`):
 
 Other knobs: `machines` (the list served; replace or mutate freely), `page_size` (the page's ps),
 `latency` (seconds added to every API answer), `api_status` (force an HTTP status on the
-listing, e.g. 503). Machine generators: `seed_machines()` (the seed report's rows and a few odd
+listing, e.g. 503), `pager` (False: the page renders no pager, e.g. infinite scroll). Machine generators: `seed_machines()` (the seed report's rows and a few odd
 ones), `large_machines(n)` (deterministic, for benchmarks: 500 machines = 10 pages at ps=50).
 """
 
@@ -217,6 +217,7 @@ function render(d, pn){
          ' 空闲 ' + (m.gpuNum - m.gpuUsed) + '/' + m.gpuNum + ' <span class="price">￥' + esc(price) + '/时</span></div>';
   }
   var last = pn * CFG.ps >= total;
+  if (!CFG.pager) { app.innerHTML = h + '</div>'; return; }
   h += '</div><div class="el-pagination"><button class="btn-prev"' + (pn <= 1 ? ' disabled' : '') + '>上一页</button>' +
        '<span class="el-pager">' + pn + '</span><button class="btn-next"' + (last ? ' disabled' : '') + '>下一页</button></div>';
   app.innerHTML = h;
@@ -252,6 +253,7 @@ class HengyuanFake:
         self.username = username
         self.password = password
         self.api_status: int | None = None
+        self.pager = True
         self.listing_requests = 0
         self.page_requests = 0
         self.login_requests = 0
@@ -330,6 +332,7 @@ class HengyuanFake:
             "needToken": self.mode in ("login", "captcha", "expired"),
             "captcha": self.mode == "captcha",
             "ps": self.page_size,
+            "pager": self.pager,
         }
         return Reply.html(_PAGE.replace("__CFG__", json.dumps(cfg)))
 
