@@ -125,7 +125,7 @@ class LocalServer:
 
         self._server = ThreadingHTTPServer((host, port), _H)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-server", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="local-server", daemon=True)
 
     @property
     def url(self) -> str:
