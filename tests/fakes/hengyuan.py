@@ -36,6 +36,9 @@ Modes (`fake.mode`):
 - "hang": the store page never answers (the API still does).
 - "api_hang": the store page loads but the listing API never answers.
 
+`fake.env(source=...)` gives the TRACKER_PROVIDERS__HENGYUAN__* variables that point the
+tracker at the replica (store URL, API URL, browser path, source).
+
 Other knobs: `machines` (the list served; replace or mutate freely), `page_size` (the page's ps),
 `latency` (seconds added to every API answer), `api_status` (force an HTTP status on the
 listing, e.g. 503), `pager` (False: the page renders no pager, e.g. infinite scroll). Machine generators: `seed_machines()` (the seed report's rows and a few odd
@@ -282,6 +285,16 @@ class HengyuanFake:
     @property
     def api_url(self) -> str:
         return f"{self.server.url}/app/api"
+
+    def env(self, *, source: str = "browser", browser_path: str = "/usr/bin/chromium") -> dict[str, str]:
+        """TRACKER_* variables pointing the tracker's hengyuan provider at this replica."""
+        prefix = "TRACKER_PROVIDERS__HENGYUAN__"
+        return {
+            f"{prefix}STORE_URL": self.store_url,
+            f"{prefix}API_URL": self.api_url,
+            f"{prefix}BROWSER_PATH": browser_path,
+            f"{prefix}SOURCE": source,
+        }
 
     # -- knobs -------------------------------------------------------------------------------
     def set_price(self, match: str | Callable[[dict[str, Any]], bool], price: float | str | None) -> int:
