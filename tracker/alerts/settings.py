@@ -2,7 +2,65 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from scrapers.settings import Duration
+
+# Every kind of alert the rules write; `kinds` in a route or `enabled_kinds` take these names.
+KINDS = ("price_change", "wow_move", "sold_out", "back_in_stock", "provider_broken", "provider_recovered", "digest")
+MUTE_KEYS = ("provider", "gpu", "region", "series", "kind")
+DEFAULT_ROUTE = "default"
+_QUIET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_mute(text: str) -> list[tuple[str, str]]:
+    """'provider=aliyun,gpu=V100-*' → [('provider', 'aliyun'), ('gpu', 'V100-*')] (all must match)."""
+    parts = []
+    for item in text.split(","):
+        key, sep, pattern = item.strip().partition("=")
+        key = key.strip().lower()
+        if not sep or key not in MUTE_KEYS or not pattern.strip():
+            raise ValueError(
+                f"mute {text!r}: use KEY=GLOB with KEY one of {', '.join(MUTE_KEYS)}, "
+                "e.g. 'provider=aliyun', 'gpu=V100-*', 'series=tencent/*/GT4.*' (comma = and)"
+            )
+        parts.append((key, pattern.strip()))
+    return parts
+
+
+def parse_quiet_hours(text: str) -> tuple[int, int]:
+    """'23:00-08:00' → (minute of day start, minute of day end); the span may wrap midnight."""
+    m = _QUIET.match(text.strip())
+    if not m:
+        raise ValueError(f"quiet_hours {text!r}: use HH:MM-HH:MM, e.g. '23:00-08:00'")
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if start == end:
+        raise ValueError(f"quiet_hours {text!r}: start and end are the same")
+    return start, end
+
+
+class RouteSettings(BaseModel):
+    """A second (third …) webhook: alerts matching every non-empty filter go here instead of the default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="shown in logs instead of the URL")
+    webhook_url: SecretStr = Field(description="Slack incoming-webhook URL of this route")
+    providers: list[str] = Field(default_factory=list, description="empty = every provider")
+    gpus: list[str] = Field(default_factory=list, description="globs such as 'H100-*'; empty = every GPU")
+    kinds: list[str] = Field(default_factory=list, description=f"empty = every kind; kinds: {', '.join(KINDS)}")
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, v: list[str]) -> list[str]:
+        bad = [k for k in v if k not in KINDS]
+        if bad:
+            raise ValueError(f"unknown alert kind(s) {bad}; known: {', '.join(KINDS)}")
+        return v
 
 
 class AlertSettings(BaseModel):
@@ -16,3 +74,66 @@ class AlertSettings(BaseModel):
     digest_cron: str = Field("0 9 * * mon", description="weekly digest schedule (crontab, in digest_timezone)")
     digest_timezone: str = "Asia/Shanghai"
     mutes: list[str] = Field(default_factory=list, description="patterns such as 'provider=aliyun', 'gpu=V100-*'")
+    # --- added with the rules and the sender --------------------------------------------------
+    enabled_kinds: list[str] = Field(default_factory=lambda: list(KINDS), description="alert kinds the rules write")
+    quiet_hours: str | None = Field(None, description="e.g. '23:00-08:00' (digest_timezone): alerts wait, they are not dropped")
+    routes: list[RouteSettings] = Field(default_factory=list, description="extra webhooks chosen by provider/GPU/kind")
+    messages_per_second: float = Field(1.0, gt=0, description="at most this many messages per second per webhook (Slack: 1)")
+    request_timeout: Duration = Field(10.0, description="time Slack gets to answer one message")
+    retry_initial: Duration = Field(5.0, description="first delay after a 5xx or network error; doubles each time")
+    retry_max: Duration = Field(600.0, description="the retry delay never grows beyond this; retries never stop")
+
+    @field_validator("mutes")
+    @classmethod
+    def _mutes(cls, v: list[str]) -> list[str]:
+        for text in v:
+            parse_mute(text)
+        return v
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, v: str | None) -> str | None:
+        if v:
+            parse_quiet_hours(v)
+        return v or None
+
+    @field_validator("enabled_kinds")
+    @classmethod
+    def _enabled(cls, v: list[str]) -> list[str]:
+        bad = [k for k in v if k not in KINDS]
+        if bad:
+            raise ValueError(f"unknown alert kind(s) {bad}; known: {', '.join(KINDS)}")
+        return v
+
+    @field_validator("digest_timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {v!r}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _routes_unique(self) -> AlertSettings:
+        names = [r.name for r in self.routes]
+        if DEFAULT_ROUTE in names:
+            raise ValueError(f"route name {DEFAULT_ROUTE!r} is reserved for slack_webhook_url")
+        if len(set(names)) != len(names):
+            raise ValueError("route names must be unique")
+        if self.retry_max < self.retry_initial:
+            raise ValueError("retry_max must be at least retry_initial")
+        return self
+
+    def webhooks(self) -> dict[str, SecretStr]:
+        """Route name → webhook URL, for every configured webhook (the default route first)."""
+        out: dict[str, SecretStr] = {}
+        if self.slack_webhook_url is not None and self.slack_webhook_url.get_secret_value():
+            out[DEFAULT_ROUTE] = self.slack_webhook_url
+        for r in self.routes:
+            out[r.name] = r.webhook_url
+        return out
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhooks())
