@@ -193,11 +193,9 @@ async def _scrape(s: Settings, names: list[str], dry_run: bool, as_json: bool) -
 
 def _alert_hooks(s: Settings) -> list[Any]:
     """The alert rules as pipeline hooks, when the alerts package provides them."""
-    try:
-        from tracker.alerts.rules import hooks_for
-    except ImportError:
-        return []
-    return list(hooks_for(s))
+    from tracker.runtime import alert_hooks
+
+    return alert_hooks(s)
 
 
 def _print_offer_table(offers: list[dict[str, Any]]) -> None:

@@ -36,6 +36,7 @@ from scrapers.hengyuan.settings import HengyuanSettings
 from scrapers.settings import Duration
 from scrapers.tencent.settings import TencentSettings
 from tracker.alerts.settings import AlertSettings
+from tracker.daemon_settings import DaemonSettings
 from tracker.db import default_database_url
 from tracker.report_settings import ReportSettings
 
@@ -135,6 +136,7 @@ class Settings(BaseSettings):
     gpus: GpuSettings = Field(default_factory=GpuSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
 
     @field_validator("database_url")

@@ -35,6 +35,17 @@ def build_scrapers(settings: Settings, names: list[str] | None = None) -> dict[s
     return {name: build_scraper(name, getattr(settings.providers, name)) for name in chosen}
 
 
+def alert_hooks(settings: Settings) -> list[Any]:
+    """The alert rules as pipeline hooks, when the alerts package provides them."""
+    try:
+        from tracker.alerts.rules import hooks_for
+    except ModuleNotFoundError as exc:
+        if exc.name != "tracker.alerts.rules":
+            raise  # the module exists but is broken: say so rather than run without alerts
+        return []
+    return list(hooks_for(settings))
+
+
 def json_default(value: Any) -> Any:
     """Decimals as JSON numbers that print exactly (prices have at most six decimals)."""
     if isinstance(value, Decimal):
