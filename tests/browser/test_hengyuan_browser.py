@@ -41,7 +41,7 @@ def fake():
 
 def settings(fake: HengyuanFake, **kw) -> HengyuanSettings:
     base = dict(store_url=fake.store_url, api_url=fake.api_url, browser_path=CHROMIUM, source="browser",
-                listing_timeout=1.5, navigation_timeout=3, fetch_timeout=20)
+                listing_timeout=5, navigation_timeout=10, fetch_timeout=30)
     return HengyuanSettings(**{**base, **kw})
 
 
