@@ -263,12 +263,12 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 def render_svg(trend: Trend, lang: str) -> str:
     """A line chart of price per GPU-hour: one polyline per row, gaps where there is no price."""
-    width, height = 900, 360
-    left, right, top, bottom = 56, 250, 20, 40
+    width, height = 960, 360
+    left, right, top, bottom = 56, 330, 20, 40  # the legend lives in the right margin
     pw, ph = width - left - right, height - top - bottom
     values = [float(v) for s in trend.series for v in s.values if v is not None]
     n = len(trend.weeks)
-    parts = [f'<svg role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+    parts = [f'<svg role="img" viewBox="0 0 {width} {height}" style="width:100%;height:auto" '
              f'aria-label="{html.escape(TREND_TITLE[lang])}">']
     parts.append(f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>')
     if not values:
