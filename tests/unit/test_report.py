@@ -455,3 +455,19 @@ def test_weekly_digest_is_last_complete_week(engine: Engine, settings: Settings)
             build_report(session, settings, W27, now), "en")
     empty = weekly_digest_table(engine, settings, datetime(2024, 9, 2, 9, tzinfo=SHANGHAI))
     assert "no prices stored for 2024-W35" in empty and "|" not in empty
+
+
+@pytest.mark.postgres
+def test_seed_table_on_postgresql(pg_url: str) -> None:
+    settings = Settings(database_url=pg_url)
+    eng = make_engine(pg_url)
+    upgrade(eng)
+    try:
+        seed_into(eng, settings)
+        rows = md_rows(render_markdown(report_for(eng, settings), "zh"))
+        assert [r[5:] for r in rows] == [["28.64", "0.00%"], ["31.58", "0.00%"], ["8.50", "0.00%"], ["34.74", "0.00%"],
+                                         ["-", "-"]]
+        with pytest.raises(NoReportData, match="2024-06-24 12:00 to 2024-07-01 12:00"):
+            report_for(eng, settings, week=Week(2024, 30, "Asia/Shanghai"))
+    finally:
+        eng.dispose()
