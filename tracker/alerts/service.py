@@ -5,7 +5,9 @@ Before posting, the rows of a message are *claimed* (their `next_attempt_at` mov
 ahead) so a second sender — `tracker alerts flush` while the daemon runs — skips them instead of
 posting them again. What remains is one honest window: a process killed (SIGKILL, power loss)
 after Slack accepted a message and before the `sent` commit posts that message once more after
-the lease expires. Nothing else can send an alert twice, and nothing pending is ever dropped:
+the lease expires. The same holds for a request that times out (`request_timeout`) after Slack
+had in fact accepted it: we cannot tell, so it is retried. Nothing else can send an alert twice,
+and nothing pending is ever dropped:
 5xx and network errors back off exponentially up to `retry_max` and keep trying for as long as
 Slack is down; 429 waits `Retry-After`; only a permanent refusal (dead-letter, with the reason)
 or a mute added after the alert was written ends a row without delivery.
@@ -151,7 +153,8 @@ class AlertService:
             self.last_errors.append(f"{route}: {answer.reason}")
             if answer.verdict is Verdict.RATE_LIMITED:
                 wait = answer.retry_after or 1.0
-                self.pacers[route].rest(wait)
+                # The rows (and, by the order rule, everything behind them) wait in the database,
+                # so a long Retry-After never holds this coroutine.
                 await asyncio.to_thread(self._reschedule, ids, wait, answer)
                 self.counts["rate_limited"] += len(ids)
                 log.warning("slack rate limit", route=route, retry_after=wait)

@@ -118,7 +118,7 @@ async def post(client: httpx.AsyncClient, url: SecretStr, payload: dict[str, Any
 
 
 class Pacer:
-    """At most `rate` messages per second to one webhook (burst 1), and rest when Slack says so."""
+    """At most `rate` messages per second to one webhook (burst 1)."""
 
     def __init__(self, rate: float, clock: Any = time.monotonic):
         self.interval = 1.0 / rate
@@ -132,6 +132,3 @@ class Pacer:
             if delay > 0:
                 await asyncio.sleep(delay)
             self._next = max(self.clock(), self._next) + self.interval
-
-    def rest(self, seconds: float) -> None:
-        self._next = max(self._next, self.clock() + seconds)
