@@ -22,6 +22,7 @@ import typer
 from tracker import __version__
 from tracker.config import ConfigError, Settings, load_settings
 from tracker.logging import configure_logging, get_logger, redactor
+from tracker.textsafe import csv_safe
 
 app = typer.Typer(
     name="tracker",
@@ -514,23 +515,8 @@ def _csv(header: list[str], rows: list[list[Any]]) -> None:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow([_csv_safe(c) for c in row])
+        writer.writerow([csv_safe(c) if isinstance(c, str) else c for c in row])
     typer.echo(buf.getvalue(), nl=False)
-
-
-def _csv_safe(cell: Any) -> Any:
-    # A provider-controlled string starting with = + - @ would run as a formula in a spreadsheet.
-    if isinstance(cell, str) and cell.startswith(("=", "+", "@", "\t", "\r")) or (isinstance(cell, str) and cell.startswith("-") and not _is_number(cell)):
-        return "'" + cell
-    return cell
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text.rstrip("%"))
-    except ValueError:
-        return False
-    return True
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> None:

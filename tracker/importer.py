@@ -22,14 +22,13 @@ from zoneinfo import ZoneInfo
 from scrapers.base import UNMAPPED, Billing, InvalidOfferError, Offer, parse_number, parse_price
 from scrapers.gpus import GpuCatalogue, is_canonical
 from tracker.config import GateSettings
+from tracker.textsafe import FORMULA_PREFIXES
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_LINE_CHARS = 64 * 1024
 REQUIRED = ("observed_at", "provider", "instance_type")
 TEXT_FIELDS = ("provider", "region", "zone", "instance_type", "billing", "gpu", "disk", "stock", "source")
 KNOWN_FIELDS = set(REQUIRED) | set(TEXT_FIELDS) | {"gpu_count", "vcpu", "memory_gb", "price_cny_per_hour", "available", "currency", "raw_gpu_name"}
-# A cell starting with one of these is executed as a formula by spreadsheet programs (CSV injection).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 TRUE = {"true", "1", "yes", "y", "t", "available"}
 FALSE = {"false", "0", "no", "n", "f", "unavailable", "sold_out", "soldout"}
 

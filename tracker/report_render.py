@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from tracker.changes import format_pct
 from tracker.logging import get_logger
 from tracker.report import ReportRow, Trend, WeeklyReport
+from tracker.textsafe import csv_safe
 
 log = get_logger(__name__)
 
@@ -162,22 +163,6 @@ def render_markdown(report: WeeklyReport, lang: str = "zh") -> str:
     for line in footer_lines(report, lang):
         out.append(_md_cell(line) + "  ")
     return "\n".join(out).rstrip() + "\n"
-
-
-def csv_safe(cell: str) -> str:
-    """Neutralise spreadsheet formulas: a cell starting with = + - @ (or a tab/CR) that is not a
-    number gets a leading apostrophe. The bare placeholder '-' cannot be a formula and stays."""
-    if cell and cell != DASH and cell.startswith(("=", "+", "-", "@", "\t", "\r")) and not _is_number(cell):
-        return "'" + cell
-    return cell
-
-
-def _is_number(text: str) -> bool:
-    try:
-        Decimal(text.rstrip("%"))
-    except ArithmeticError:
-        return False
-    return True
 
 
 def render_csv(report: WeeklyReport, lang: str = "zh") -> str:
