@@ -318,3 +318,17 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_digest_uses_the_reports_weekly_table(sqlite_engine: Engine) -> None:
+    from tracker.config import Settings
+
+    with FakeSlack() as slack:
+        full = Settings(alerts=settings(slack))
+        svc = AlertService(full, sqlite_engine, httpx.AsyncClient())
+        assert svc.enqueue_digest(datetime(2026, 11, 23, 1, 0, tzinfo=UTC)) is True
+        with session_scope(sqlite_engine) as session:
+            payload = json.loads(session.scalars(select(Alert.payload)).one())
+        # The report covers the last complete week; the digest is keyed by the week it is sent in.
+        assert (payload["week"], payload["table_week"]) == ("2026-W48", "2026-W47")
+        assert payload["table"] and "Cheapest current price" not in payload["note"]

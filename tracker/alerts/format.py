@@ -280,7 +280,7 @@ def _batches(items: list[Item], tz: ZoneInfo, footer: str) -> list[Message]:
 
 def digest_message(p: dict[str, Any], tz: ZoneInfo, *, footer: str = "gpu-rental-tracker") -> dict[str, Any]:
     """The weekly digest: the weekly table (Markdown, shown as preformatted text) in ≤3000-char sections."""
-    title = f"Weekly GPU rental prices — {p['week']}"
+    title = f"Weekly GPU rental prices — {p.get('table_week') or p['week']}"
     table = str(p.get("table") or "_no prices stored_")
     chunks = _chunk_lines(table, MAX_SECTION - 8)  # room for the ``` fences
     limit = MAX_BLOCKS - 3  # header, note, footer

@@ -88,9 +88,11 @@ class AlertService:
         with session_scope(self.engine) as session:
             if session.execute(select(Alert.id).where(Alert.dedupe_key == key)).first() is not None:
                 return False
-            table, note, rows = self._digest_table(session, now)
+            table, note, rows, from_report = self._digest_table(session, now)
             payload = {"week": iso_week(now, self.tz), "as_of": now.isoformat(), "table": table, "note": note,
                        "rows_count": rows}
+            if from_report:  # the report's table is the last complete week's
+                payload["table_week"] = iso_week(now - timedelta(days=7), self.tz)
             return enqueue(session, self.alerts, "digest", key, payload, now=now)
 
     def quiet(self, now: datetime) -> bool:
@@ -210,7 +212,7 @@ class AlertService:
 
     # -- the digest --------------------------------------------------------------------------------
 
-    def _digest_table(self, session: Any, now: datetime) -> tuple[str, str, int | None]:
+    def _digest_table(self, session: Any, now: datetime) -> tuple[str, str, int | None, bool]:
         """(table text, note, rows) — the report's weekly table, or current prices with week-over-week."""
         try:
             from tracker.report import weekly_digest_table
@@ -219,11 +221,12 @@ class AlertService:
         if weekly_digest_table is not None and hasattr(self.settings, "history"):
             try:
                 table = weekly_digest_table(session, self.settings, now)
-                return table, "", sum(1 for line in table.splitlines() if line.startswith("|")) or None
+                rows = sum(1 for line in table.splitlines() if line.startswith("| ")) - 1
+                return table, "", max(rows, 0), True
             except Exception:  # a report bug must not cost the users their digest
                 log.warning("weekly table failed; the digest shows current prices instead", exc_info=True)
         table, rows = current_prices_table(session, self.settings, now)
-        return table, "Cheapest current price per GPU-hour by provider, with week-over-week. ", rows
+        return table, "Cheapest current price per GPU-hour by provider, with week-over-week. ", rows, False
 
 
 def current_prices_table(session: Any, settings: Any, now: datetime) -> tuple[str, int]:
