@@ -71,7 +71,10 @@ def _err(message: str) -> None:
 def alerts_enabled(settings: Settings) -> bool:
     """Alerts run when a webhook is configured (or the alert settings say they are enabled)."""
     a = settings.alerts
-    return bool(getattr(a, "slack_webhook_url", None)) or bool(getattr(a, "enabled", False))
+    enabled = getattr(a, "enabled", None)  # AlertSettings.enabled: any webhook (default or route)
+    if enabled is not None:
+        return bool(enabled)
+    return bool(getattr(a, "slack_webhook_url", None))
 
 
 class Daemon:

@@ -256,3 +256,33 @@ def test_once_runs_every_enabled_provider_once_and_exits(tmp_path: Path, tencent
     assert proc.wait_exit(30) == 1
     assert "aliyun: failed (auth" in proc.stderr()
     assert sorted((r[1], r[2]) for r in runs(db)) == [("aliyun", "failed"), ("aliyun", "ok"), ("tencent", "ok"), ("tencent", "ok")]
+
+
+def test_the_leader_sends_alerts_right_after_the_run_that_wrote_them(tmp_path: Path, tencent: FakeTencent) -> None:
+    from tests.fakes.slack import FakeSlack
+
+    db = tmp_path / "t.db"
+    with FakeSlack() as slack:
+        env = base_env(f"sqlite:///{db}", free_port(),
+                       **provider_env("TENCENT", tencent.env(), INTERVAL="1s", REGIONS='["ap-guangzhou"]'),
+                       TRACKER_ALERTS__SLACK_WEBHOOK_URL=slack.webhook_url(),
+                       TRACKER_ALERTS__FAILURES_BEFORE_ALERT="1",
+                       # The periodic drain is far off: delivery within seconds proves the drain after each run.
+                       TRACKER_DAEMON__ALERT_DRAIN_INTERVAL="1h")
+        proc = DaemonProcess(tmp_path, env).start()
+        try:
+            proc.wait_ready()
+            wait_for(lambda: len([r for r in runs(db, "tencent") if r[2] == "ok"]) >= 2, 15, "two runs")
+            tencent.set_price("GT4.4XLARGE96", 30.07, region="ap-guangzhou")
+            wait_for(lambda: any("30.07" in str(r.payload) for r in slack.received if r.delivered), 15, "the price alert in Slack")
+            wait_for(lambda: (proc.sample("gpu_rental_alerts_sent_total", kind="price_change") or 0) >= 1, 5, "the sent counter")
+            tencent.fail_next(1000, error_code="AuthFailure.SecretIdNotFound")
+            wait_for(lambda: (proc.sample("gpu_rental_alerts_sent_total", kind="provider_broken") or 0) >= 1, 15,
+                     "the provider-broken alert to be sent")
+            assert proc.sample("gpu_rental_alert_queue_depth") == 0
+            assert proc.sample("gpu_rental_alerts_failed_total") == 0
+            rc, _ = proc.stop()
+            assert rc == 0, proc.stderr()[-3000:]
+        finally:
+            proc.kill()
+    assert slack.webhook_url().split("/services/")[1] not in proc.stderr()  # the webhook secret never logged
