@@ -12,7 +12,6 @@ import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -33,7 +32,7 @@ from pydantic_settings import (
 from scrapers.aliyun.settings import AliyunSettings
 from scrapers.gpus import GpuOverride, is_canonical
 from scrapers.hengyuan.settings import HengyuanSettings
-from scrapers.settings import Duration
+from scrapers.settings import Duration, TimezoneName
 from scrapers.tencent.settings import TencentSettings
 from tracker.alerts.settings import AlertSettings
 from tracker.daemon_settings import DaemonSettings
@@ -104,16 +103,7 @@ class HistorySettings(BaseModel):
 
     staleness: Duration = Field(8 * 86400.0, description="how long a last-seen price still counts as 'the price as of' a later time")
     import_max_gap: Duration = Field(8 * 86400.0, description="imported observations this close with the same price form one span")
-    timezone: str = Field("Asia/Shanghai", description="the timezone weeks are counted in")
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {v!r}") from exc
-        return v
+    timezone: TimezoneName = Field("Asia/Shanghai", description="the timezone weeks are counted in")
 
 
 class Settings(BaseSettings):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from scrapers.settings import Duration
+from scrapers.settings import Duration, TimezoneName
 
 # Every kind of alert the rules write; `kinds` in a route or `enabled_kinds` take these names.
 KINDS = ("price_change", "wow_move", "sold_out", "back_in_stock", "provider_broken", "provider_recovered", "digest")
@@ -72,7 +71,7 @@ class AlertSettings(BaseModel):
     confirm_runs: int = Field(2, ge=1, description="runs that must agree before a price change is announced")
     failures_before_alert: int = Field(3, ge=1, description="consecutive failed runs before a provider is reported broken")
     digest_cron: str = Field("0 9 * * mon", description="weekly digest schedule (crontab, in digest_timezone)")
-    digest_timezone: str = "Asia/Shanghai"
+    digest_timezone: TimezoneName = "Asia/Shanghai"
     mutes: list[str] = Field(default_factory=list, description="patterns such as 'provider=aliyun', 'gpu=V100-*'")
     # --- added with the rules and the sender --------------------------------------------------
     enabled_kinds: list[str] = Field(default_factory=lambda: list(KINDS), description="alert kinds the rules write")
@@ -105,13 +104,15 @@ class AlertSettings(BaseModel):
             raise ValueError(f"unknown alert kind(s) {bad}; known: {', '.join(KINDS)}")
         return v
 
-    @field_validator("digest_timezone")
+    @field_validator("digest_cron")
     @classmethod
-    def _tz(cls, v: str) -> str:
+    def _cron(cls, v: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
         try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {v!r}") from exc
+            CronTrigger.from_crontab(v)
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not a crontab expression (minute hour day month weekday): {exc}") from None
         return v
 
     @model_validator(mode="after")
