@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     info = host_info()
     mode = "--quick " if args.quick else ""
     extra = f"--memory-runs {args.memory_runs} " if args.memory_runs else ""
-    print(f"\n## Summary (`python -m bench.all {mode}{extra}`.strip(), {time.perf_counter() - started:.0f} s)\n"
-          .replace("`.strip()", "`"))
+    command = f"python -m bench.all {mode}{extra}".strip()
+    print(f"\n## Summary (`{command}`, {time.perf_counter() - started:.0f} s)\n")
     print(host_line(info) + "\n")
     print(markdown_table(HEADER, rows_of([f for r in reports for f in r.figures])))
     missed = [f"{f.bench}: {f.name}" for r in reports for f in r.figures if f.met is False]

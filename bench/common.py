@@ -228,7 +228,7 @@ def write_results(report: Report, info: dict[str, Any] | None = None, path: Path
         "mode": report.mode,
         "seconds": round(report.seconds, 1),
         "host": info or host_info(),
-        "command": " ".join(["python", "-m", f"bench.{report.bench}", *sys.argv[1:]]) if sys.argv else "",
+        "command": " ".join(["python", "-m", f"bench.{Path(sys.argv[0]).stem}", *sys.argv[1:]]) if sys.argv else "",
         "params": report.params,
         "notes": report.notes,
         "figures": [f.as_dict() for f in report.figures],
