@@ -26,6 +26,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -217,10 +218,56 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
         loaded = _FileSettings(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, path)) from None
-    except ValueError as exc:  # e.g. TOML syntax errors, undecodable JSON in an env variable
+    except SettingsError as exc:  # a list/table-valued environment variable that is not JSON
+        raise ConfigError(_undecodable_env_message() or f"configuration could not be read: {exc}") from None
+    except ValueError as exc:  # e.g. TOML syntax errors
         where = f" in {path}" if path else ""
         raise ConfigError(f"configuration could not be read{where}: {exc}") from None
     return Settings.model_construct(**{name: getattr(loaded, name) for name in Settings.model_fields})
+
+
+def _undecodable_env_message() -> str | None:
+    """Name the TRACKER_* variables whose value must be JSON (lists, tables) and is not."""
+    import json
+    import typing
+
+    from pydantic.fields import FieldInfo
+
+    def field_for(path: list[str]) -> FieldInfo | None:
+        model: Any = Settings
+        info: FieldInfo | None = None
+        for part in path:
+            fields = getattr(model, "model_fields", None)
+            if not fields or part not in fields:
+                return None
+            info = fields[part]
+            model = _model_of(info.annotation)
+        return info
+
+    bad = []
+    for name, value in os.environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        info = field_for(name[len(ENV_PREFIX):].lower().split("__"))
+        if info is None or _model_of(info.annotation) is None and typing.get_origin(info.annotation) not in (list, dict):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            key = ".".join(name[len(ENV_PREFIX):].lower().split("__"))
+            bad.append(f"  {key}: the value must be JSON: a list like '[\"a\", \"b\"]' or a table like '{{\"k\": \"v\"}}'  [env {name}]")
+    return "invalid configuration:\n" + "\n".join(bad) if bad else None
+
+
+def _model_of(annotation: Any) -> Any:
+    """The pydantic model an annotation is (or wraps in Optional), else None."""
+    import typing
+
+    candidates = [annotation, *typing.get_args(annotation)]
+    for c in candidates:
+        if isinstance(c, type) and issubclass(c, BaseModel):
+            return c
+    return None
 
 
 def format_validation_error(exc: ValidationError, path: Path | None) -> str:
