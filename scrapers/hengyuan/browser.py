@@ -237,9 +237,13 @@ class BrowserListing:
                         "hengyuan store asks for a login and no credentials are configured: set "
                         "TRACKER_PROVIDERS__HENGYUAN__USERNAME and __PASSWORD, or __TOKEN"
                     )
+                before = len(captured.listing)
                 await self._login(page)
                 logged_in = True
-                captured.listing.clear()  # answers from before the login are not the listing we want
+                # Answers from before the login (the 401s behind the wall) are not the listing we
+                # want; the page may already have fetched the real one while the click was under
+                # way, so only what was captured before the click is dropped.
+                del captured.listing[:before]
                 deadline = time.monotonic() + s.listing_timeout
             if time.monotonic() > deadline:
                 if captured.listing_requests:
