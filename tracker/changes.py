@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from tracker.db import OfferRow, PriceSpan, ScrapeRun
 
 WEEK = timedelta(days=7)
+_CHUNK = 500  # ids per IN (...) list
 
 
 class EventKind(StrEnum):
@@ -96,27 +97,53 @@ def format_pct(ratio: Decimal | None, places: int = 2) -> str:
     return f"{pct:+.{places}f}%"
 
 
+SPAN_COLUMNS = (PriceSpan.id, PriceSpan.offer_id, PriceSpan.first_seen, PriceSpan.last_seen, PriceSpan.price,
+                PriceSpan.available, PriceSpan.stock, PriceSpan.source)
+
+
 def spans_at(
     session: Session,
     t: datetime,
     staleness: timedelta,
     offer_ids: Sequence[int] | None = None,
-) -> dict[int, PriceSpan]:
+) -> dict[int, Any]:
     """For every series (or the given ones), the span that says its state as of `t`.
 
     That is the latest span starting at or before t, provided it had not ended more than
-    `staleness` before t. One grouped query, driven by the (offer_id, first_seen) unique index.
+    `staleness` before t. Spans never overlap, so it is also the latest-starting span among those
+    with first_seen <= t and last_seen >= t - staleness — a range the last_seen index answers
+    without reading the rest of history. Rows (id, offer_id, first_seen, last_seen, price,
+    available, stock, source) rather than ORM objects: thousands are read per call.
     """
-    latest = select(PriceSpan.offer_id, func.max(PriceSpan.first_seen).label("fs")).where(PriceSpan.first_seen <= t)
-    if offer_ids is not None:
-        latest = latest.where(PriceSpan.offer_id.in_(offer_ids))
-    latest_sq = latest.group_by(PriceSpan.offer_id).subquery()
-    stmt = (
-        select(PriceSpan)
-        .join(latest_sq, and_(PriceSpan.offer_id == latest_sq.c.offer_id, PriceSpan.first_seen == latest_sq.c.fs))
-        .where(PriceSpan.last_seen >= t - staleness)
-    )
-    return {span.offer_id: span for span in session.scalars(stmt)}
+    stmt = select(*SPAN_COLUMNS).where(PriceSpan.last_seen >= t - staleness, PriceSpan.first_seen <= t)
+    if offer_ids is None:
+        rows: Iterable[Any] = session.execute(stmt)
+    else:
+        ids = list(offer_ids)
+        rows = [r for i in range(0, len(ids), _CHUNK) for r in session.execute(stmt.where(PriceSpan.offer_id.in_(ids[i : i + _CHUNK])))]
+    best: dict[int, Any] = {}
+    for span in rows:
+        have = best.get(span.offer_id)
+        if have is None or span.first_seen > have.first_seen:
+            best[span.offer_id] = span
+    return best
+
+
+def latest_spans(session: Session, at: datetime, offer_ids: Sequence[int]) -> dict[int, Any]:
+    """Each given series' latest span starting at or before `at`, however old."""
+    out: dict[int, Any] = {}
+    ids = list(offer_ids)
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        latest_sq = (select(PriceSpan.offer_id, func.max(PriceSpan.first_seen).label("fs"))
+                     .where(PriceSpan.offer_id.in_(chunk), PriceSpan.first_seen <= at)
+                     .group_by(PriceSpan.offer_id).subquery())
+        for span in session.execute(
+            select(*SPAN_COLUMNS)
+            .join(latest_sq, and_(PriceSpan.offer_id == latest_sq.c.offer_id, PriceSpan.first_seen == latest_sq.c.fs))
+        ):
+            out[span.offer_id] = span
+    return out
 
 
 def price_at(session: Session, offer_id: int, t: datetime, staleness: timedelta) -> Decimal | None:
@@ -173,39 +200,32 @@ def series_states(
 
     A series is described as of its own last observation (never later than `at`), so a series
     last seen a while ago is shown with that date and flagged `stale` rather than dropped or
-    passed off as current. For live data every series of a run shares one last-seen time, so
-    this costs a couple of grouped queries per distinct time, not per series.
+    passed off as current. Live series come from one indexed range query; only stale ones need
+    the grouped "latest span" query, and week-ago states are one range query per distinct
+    observation time (a handful: every series of a run shares its run's time).
     """
-    rows = offers(session, providers=providers, gpus=gpus)
+    rows = [o for o in offers(session, providers=providers, gpus=gpus) if o.first_seen <= at]
     if not rows:
         return []
+    filtered = providers is not None or gpus is not None
     ids = [o.id for o in rows if o.id is not None]
-    bounds = {
-        r.offer_id: (_aware(r.first), _aware(r.last))
-        for r in session.execute(
-            select(PriceSpan.offer_id, func.min(PriceSpan.first_seen).label("first"), func.max(PriceSpan.last_seen).label("last"))
-            .where(PriceSpan.offer_id.in_(ids), PriceSpan.first_seen <= at)
-            .group_by(PriceSpan.offer_id)
-        )
-    }
+    current = spans_at(session, at, staleness, ids if filtered else None)
+    stale_ids = [i for i in ids if i not in current]
+    current.update(latest_spans(session, at, stale_ids))
     by_time: dict[datetime, list[int]] = {}
-    for oid, (_first, last) in bounds.items():
-        assert last is not None
-        by_time.setdefault(min(last, at), []).append(oid)
-    now_spans: dict[int, PriceSpan] = {}
-    ago_spans: dict[int, PriceSpan] = {}
+    for oid, span in current.items():
+        by_time.setdefault(min(span.last_seen, at), []).append(oid)
+    week_ago: dict[int, Any] = {}
     for t, group in by_time.items():
-        now_spans.update(spans_at(session, t, staleness, group))
-        ago_spans.update(spans_at(session, t - WEEK, staleness, group))
+        week_ago.update(spans_at(session, t - WEEK, staleness, group))
     out = []
     for o in rows:
-        if o.id not in bounds:
+        span = current.get(o.id)  # type: ignore[arg-type]
+        if span is None:
             continue  # no observation at or before `at`
-        first, last = bounds[o.id]
-        assert last is not None
-        as_of = min(last, at)
-        out.append(SeriesState(o, as_of, now_spans.get(o.id), ago_spans.get(o.id), first, last,
-                               stale=at - last > staleness))
+        as_of = min(span.last_seen, at)
+        out.append(SeriesState(o, as_of, span, week_ago.get(o.id), o.first_seen, span.last_seen,  # type: ignore[arg-type]
+                               stale=at - span.last_seen > staleness))
     return out
 
 

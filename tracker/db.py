@@ -117,6 +117,7 @@ class PriceSpan(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("offer_id", "first_seen", name="uq_span_start"),
         Index("ix_span_offer_last", "offer_id", "last_seen"),
+        Index("ix_span_last_seen", "last_seen"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -133,7 +134,10 @@ class ScrapeRun(SQLModel, table=True):
     """One attempt to scrape one provider (or one import), and how it ended."""
 
     __tablename__ = "scrape_run"
-    __table_args__ = (Index("ix_run_provider_started", "provider", "started_at"),)
+    __table_args__ = (
+        Index("ix_run_provider_started", "provider", "started_at"),
+        Index("ix_run_provider_status_observed", "provider", "status", "observed_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     provider: str = Field(sa_column=Column(String(32), nullable=False))

@@ -180,7 +180,7 @@ class Pipeline:
             run.diagnostics = dumps(diag.as_dict())
             try:
                 with session.begin_nested():
-                    stats = ingest_run(session, provider, offers, observed_at, self.gate, exclude_run_id=run_id)
+                    stats = ingest_run(session, provider, offers, observed_at, self.gate)
             except GateRejected as exc:
                 run.status = "rejected"
                 run.error_kind = str(ErrorKind.REJECTED)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, select, update
@@ -104,34 +104,57 @@ def gate_reason(offers: Sequence[Offer], previous_keys: set[SeriesKey], gate: Ga
     return None
 
 
-def _load_current(session: Session, provider: str | None, keys: Iterable[SeriesKey] | None = None) -> dict[SeriesKey, _Current]:
-    """Every series of `provider` with its latest span, in two queries."""
+_OFFER_COLUMNS = ("id", "provider", "region", "zone", "instance_type", "billing", "gpu", "gpu_count", "vcpu",
+                  "memory_gb", "disk", "raw_gpu_name", "details", "first_seen")
+_SPAN_COLUMNS = (PriceSpan.id, PriceSpan.offer_id, PriceSpan.first_seen, PriceSpan.last_seen, PriceSpan.price,
+                 PriceSpan.available, PriceSpan.stock)
+
+
+def _load_current(
+    session: Session,
+    providers: Iterable[str],
+    seen_since: datetime | None,
+    wanted: set[SeriesKey] | None = None,
+) -> dict[SeriesKey, _Current]:
+    """Every series of `providers` with its latest span.
+
+    The hot path is a run after a good run: the spans that run saw are exactly those with
+    `last_seen >= seen_since` (its observation time), found through the last_seen index. Only
+    series outside that set which this run mentions (`wanted`: new or returning after a gap)
+    need the grouped "latest span" query, restricted to their ids.
+    """
     o = OfferRow.__table__.c
-    offer_stmt = select(OfferRow.__table__)
-    if provider is not None:
-        offer_stmt = offer_stmt.where(o.provider == provider)
-    elif keys is not None:
-        providers = {k[0] for k in keys}
-        offer_stmt = offer_stmt.where(o.provider.in_(providers))
-    offers = {row.id: row._asdict() for row in session.execute(offer_stmt)}
+    cols = [o[name] for name in _OFFER_COLUMNS]
+    offers = {row[0]: dict(zip(_OFFER_COLUMNS, row, strict=True))
+              for row in session.execute(select(*cols).where(o.provider.in_(list(providers))))}
     if not offers:
         return {}
+    latest: dict[int, Any] = {}
+    if seen_since is not None:
+        recent = session.execute(
+            select(*_SPAN_COLUMNS).join(OfferRow, OfferRow.id == PriceSpan.offer_id)
+            .where(PriceSpan.last_seen >= seen_since, OfferRow.provider.in_(list(providers)))
+        )
+        for sp in recent:
+            have = latest.get(sp.offer_id)
+            if have is None or sp.first_seen > have.first_seen:
+                latest[sp.offer_id] = sp
+    missing = [oid for oid, row in offers.items() if oid not in latest
+               and (wanted is None or (row["provider"], row["region"], row["zone"], row["instance_type"], row["billing"]) in wanted)]
     s = PriceSpan.__table__.c
-    latest = select(s.offer_id, func.max(s.first_seen).label("fs")).join(OfferRow.__table__, o.id == s.offer_id)
-    if provider is not None:
-        latest = latest.where(o.provider == provider)
-    else:
-        latest = latest.where(o.id.in_(list(offers)))
-    latest_sq = latest.group_by(s.offer_id).subquery()
-    spans = session.execute(
-        select(PriceSpan.id, PriceSpan.offer_id, PriceSpan.first_seen, PriceSpan.last_seen, PriceSpan.price, PriceSpan.available, PriceSpan.stock)
-        .join(latest_sq, and_(PriceSpan.offer_id == latest_sq.c.offer_id, PriceSpan.first_seen == latest_sq.c.fs))
-    )
-    by_offer = {row.offer_id: row for row in spans}
+    for i in range(0, len(missing), _CHUNK):
+        chunk = missing[i : i + _CHUNK]
+        latest_sq = (select(s.offer_id, func.max(s.first_seen).label("fs"))
+                     .where(s.offer_id.in_(chunk)).group_by(s.offer_id).subquery())
+        for sp in session.execute(
+            select(*_SPAN_COLUMNS)
+            .join(latest_sq, and_(PriceSpan.offer_id == latest_sq.c.offer_id, PriceSpan.first_seen == latest_sq.c.fs))
+        ):
+            latest[sp.offer_id] = sp
     out: dict[SeriesKey, _Current] = {}
     for oid, row in offers.items():
         key = (row["provider"], row["region"], row["zone"], row["instance_type"], row["billing"])
-        sp = by_offer.get(oid)
+        sp = latest.get(oid)
         out[key] = _Current(
             offer_id=oid,
             offer=row,
@@ -143,17 +166,13 @@ def _load_current(session: Session, provider: str | None, keys: Iterable[SeriesK
     return out
 
 
-def previous_ok_observed_at(session: Session, provider: str, exclude_run_id: int | None = None) -> datetime | None:
-    stmt = select(func.max(ScrapeRun.observed_at)).where(
-        ScrapeRun.provider == provider, ScrapeRun.status == "ok", ScrapeRun.trigger != "import"
-    )
-    if exclude_run_id is not None:
-        stmt = stmt.where(ScrapeRun.id != exclude_run_id)
-    value = session.execute(stmt).scalar()
+def previous_ok_observed_at(session: Session, provider: str) -> datetime | None:
+    """When the provider's latest good run observed its offers (an index lookup)."""
+    value = session.execute(
+        select(func.max(ScrapeRun.observed_at)).where(ScrapeRun.provider == provider, ScrapeRun.status == "ok")
+    ).scalar()
     if value is not None and value.tzinfo is None:
-        from datetime import UTC
-
-        value = value.replace(tzinfo=UTC)
+        value = value.replace(tzinfo=UTC)  # aggregates skip the column type's result processing
     return value
 
 
@@ -192,14 +211,12 @@ def ingest_run(
     offers: Sequence[Offer],
     observed_at: datetime,
     gate: GateSettings,
-    *,
-    exclude_run_id: int | None = None,
 ) -> IngestStats:
     """Store one provider run's offers (all of one provider) or raise GateRejected. Caller commits."""
     if any(o.provider != provider for o in offers):
         raise ValueError(f"ingest_run({provider!r}) given offers of another provider")
-    current = _load_current(session, provider)
-    cutoff = previous_ok_observed_at(session, provider, exclude_run_id)
+    cutoff = previous_ok_observed_at(session, provider)
+    current = _load_current(session, [provider], cutoff, {o.series_key for o in offers})
     previous_keys = {k for k, c in current.items() if cutoff is not None and c.last_seen is not None and c.last_seen >= cutoff}
     reason = gate_reason(offers, previous_keys, gate)
     if reason:
@@ -280,7 +297,8 @@ def ingest_observations(
     stats = IngestStats()
     order = sorted(range(len(observations)), key=lambda i: observations[i][0])
     keys = {o.series_key for _, o in observations}
-    current = _load_current(session, None, keys) if keys else {}
+    # Imports merge against each series' full span list (below); only the offer rows are needed here.
+    current = _load_current(session, {k[0] for k in keys}, None, set()) if keys else {}
     for i in order:
         at, o = observations[i]
         label = labels[i] if labels else f"observation {i + 1}"

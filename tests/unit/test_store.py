@@ -31,7 +31,7 @@ def _run(engine: Engine, offers, at, provider: str = "tencent"):  # type: ignore
         run = ScrapeRun(provider=provider, started_at=at, status="running")
         s.add(run)
         s.flush()
-        stats = ingest_run(s, provider, offers, at, GATE, exclude_run_id=run.id)
+        stats = ingest_run(s, provider, offers, at, GATE)
         run.status, run.observed_at = "ok", at
         return stats
 
