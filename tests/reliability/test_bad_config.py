@@ -6,10 +6,6 @@ nothing started, no traceback) for a representative handful.
 The keys are enumerated from the pydantic models, so a key added later is covered without
 editing this file (and a new kind of field that the generator cannot break fails the test).
 
-Known failure (reported, not fixed here: tracker/config.py is the lead's): a list/dict key set from
-the environment with a value that is not JSON (TRACKER_PROVIDERS__TENCENT__REGIONS=ap-guangzhou)
-gets exit status 2 but the message "error parsing value for field "providers" from source
-"EnvSettingsSource"", which names neither the key nor the variable.
 """
 
 from __future__ import annotations
