@@ -68,6 +68,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ImportError_(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise ImportError_(f"{path}:{number}: JSON nested too deeply to be an observation") from None
             if not isinstance(obj, dict):
                 raise ImportError_(f"{path}:{number}: each line must be a JSON object")
             yield number, obj
@@ -86,7 +88,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise ImportError_(f"{path}:{reader.line_num}: more cells than columns")
             yield reader.line_num, row
     except csv.Error as exc:
-        raise ImportError_(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+        # The reader raises before counting the line it choked on.
+        raise ImportError_(f"{path}:{reader.line_num + 1}: malformed CSV ({exc})") from None
 
 
 def _text(row: dict[str, Any], name: str, default: str = "") -> str:

@@ -212,7 +212,10 @@ def ingest_run(
     observed_at: datetime,
     gate: GateSettings,
 ) -> IngestStats:
-    """Store one provider run's offers (all of one provider) or raise GateRejected. Caller commits."""
+    """Store one provider run's offers (all of one provider) or raise GateRejected. Caller commits.
+
+    The run being stored must not be marked `ok` yet: "the previous good run" is the latest ok run.
+    """
     if any(o.provider != provider for o in offers):
         raise ValueError(f"ingest_run({provider!r}) given offers of another provider")
     cutoff = previous_ok_observed_at(session, provider)
