@@ -13,15 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
-from tracker.db import OfferRow, PriceSpan, ScrapeRun
+from tracker.db import Money, OfferRow, PriceSpan, ScrapeRun, UTCDateTime
 
 WEEK = timedelta(days=7)
 _CHUNK = 500  # ids per IN (...) list
+_FEW = 50  # up to this many series, look them up by id
 
 
 class EventKind(StrEnum):
@@ -101,35 +102,73 @@ SPAN_COLUMNS = (PriceSpan.id, PriceSpan.offer_id, PriceSpan.first_seen, PriceSpa
                 PriceSpan.available, PriceSpan.stock, PriceSpan.source)
 
 
+class SpanState(NamedTuple):
+    """A span as read by the bulk readers (same attribute names as PriceSpan, read-only)."""
+
+    id: int
+    offer_id: int
+    first_seen: datetime
+    last_seen: datetime
+    price: Decimal | None
+    available: bool | None
+    stock: str | None
+    source: str
+
+
+_ALIVE = text(
+    "SELECT id, offer_id, first_seen, last_seen, price, available, stock, source FROM price_span "
+    "WHERE last_seen >= :since AND first_seen <= :until"
+)
+
+
 def spans_at(
     session: Session,
     t: datetime,
     staleness: timedelta,
     offer_ids: Sequence[int] | None = None,
-) -> dict[int, Any]:
+) -> dict[int, SpanState]:
     """For every series (or the given ones), the span that says its state as of `t`.
 
     That is the latest span starting at or before t, provided it had not ended more than
     `staleness` before t. Spans never overlap, so it is also the latest-starting span among those
     with first_seen <= t and last_seen >= t - staleness — a range the last_seen index answers
-    without reading the rest of history. Rows (id, offer_id, first_seen, last_seen, price,
-    available, stock, source) rather than ORM objects: thousands are read per call.
+    without reading the rest of history. The range is read raw and only the chosen span of each
+    series is converted (timestamps, micro-yuan): with thousands of series that conversion, not
+    the query, was most of the time.
     """
-    stmt = select(*SPAN_COLUMNS).where(PriceSpan.last_seen >= t - staleness, PriceSpan.first_seen <= t)
-    if offer_ids is None:
-        rows: Iterable[Any] = session.execute(stmt)
-    else:
-        ids = list(offer_ids)
-        rows = [r for i in range(0, len(ids), _CHUNK) for r in session.execute(stmt.where(PriceSpan.offer_id.in_(ids[i : i + _CHUNK])))]
-    best: dict[int, Any] = {}
-    for span in rows:
-        have = best.get(span.offer_id)
-        if have is None or span.first_seen > have.first_seen:
-            best[span.offer_id] = span
-    return best
+    if offer_ids is not None and len(offer_ids) <= _FEW:
+        stmt = select(*SPAN_COLUMNS).where(PriceSpan.last_seen >= t - staleness, PriceSpan.first_seen <= t,
+                                           PriceSpan.offer_id.in_(list(offer_ids)))
+        best_rows: dict[int, Any] = {}
+        for span in session.execute(stmt).all():
+            have = best_rows.get(span.offer_id)
+            if have is None or span.first_seen > have.first_seen:
+                best_rows[span.offer_id] = span
+        return {oid: SpanState(*row) for oid, row in best_rows.items()}
+    # Many series: read the time range once and filter here. With the ids in SQL, planners pick
+    # the (offer_id, first_seen) index and walk each series' whole history instead.
+    wanted = set(offer_ids) if offer_ids is not None else None
+    stmt = _ALIVE.bindparams(bindparam("since", t - staleness, type_=UTCDateTime()),
+                             bindparam("until", t, type_=UTCDateTime()))
+    raw: dict[int, tuple[Any, ...]] = {}
+    for row in session.execute(stmt).all():
+        oid = row[1]
+        if wanted is not None and oid not in wanted:
+            continue
+        have = raw.get(oid)
+        if have is None or row[2] > have[2]:  # raw timestamps of one backend compare in time order
+            raw[oid] = row
+    dialect = session.get_bind().dialect
+    as_time = UTCDateTime()._cached_result_processor(dialect, None) or (lambda v: v)
+    as_money = Money()._cached_result_processor(dialect, None) or (lambda v: v)
+    return {
+        oid: SpanState(r[0], oid, as_time(r[2]), as_time(r[3]), as_money(r[4]),
+                       None if r[5] is None else bool(r[5]), r[6], r[7])
+        for oid, r in raw.items()
+    }
 
 
-def latest_spans(session: Session, at: datetime, offer_ids: Sequence[int]) -> dict[int, Any]:
+def latest_spans(session: Session, at: datetime, offer_ids: Sequence[int]) -> dict[int, SpanState]:
     """Each given series' latest span starting at or before `at`, however old."""
     out: dict[int, Any] = {}
     ids = list(offer_ids)
@@ -142,7 +181,7 @@ def latest_spans(session: Session, at: datetime, offer_ids: Sequence[int]) -> di
             select(*SPAN_COLUMNS)
             .join(latest_sq, and_(PriceSpan.offer_id == latest_sq.c.offer_id, PriceSpan.first_seen == latest_sq.c.fs))
         ):
-            out[span.offer_id] = span
+            out[span.offer_id] = SpanState(*span)
     return out
 
 
@@ -156,21 +195,23 @@ def offers(
     *,
     providers: Iterable[str] | None = None,
     gpus: Iterable[str] | None = None,
-) -> list[OfferRow]:
-    stmt = select(OfferRow)
+) -> list[Any]:
+    """Series as read-only rows with the offer table's attribute names (not ORM objects:
+    building thousands of those costs more than the queries)."""
+    stmt = select(OfferRow.__table__)
     if providers:
         stmt = stmt.where(OfferRow.provider.in_(list(providers)))
     if gpus:
         stmt = stmt.where(OfferRow.gpu.in_(list(gpus)))
-    return list(session.scalars(stmt.order_by(OfferRow.provider, OfferRow.gpu, OfferRow.region, OfferRow.zone, OfferRow.instance_type)))
+    return list(session.execute(stmt.order_by(OfferRow.provider, OfferRow.gpu, OfferRow.region, OfferRow.zone, OfferRow.instance_type)).all())
 
 
 @dataclass(frozen=True, slots=True)
 class SeriesState:
     offer: OfferRow
     as_of: datetime  # the time this state describes (≤ the time asked for)
-    current: PriceSpan | None  # the series' span as of `as_of`
-    week_ago: PriceSpan | None  # its span as of `as_of` − 7 days
+    current: SpanState | None  # the series' span as of `as_of`
+    week_ago: SpanState | None  # its span as of `as_of` − 7 days
     first_seen: datetime | None  # first observation of the series
     last_seen: datetime | None  # last observation at or before the time asked for
     stale: bool  # last observed longer than the staleness window before the time asked for

@@ -15,15 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from scrapers.base import Offer
 from tracker.changes import ChangeEvent, EventKind, SpanValue
 from tracker.config import GateSettings
-from tracker.db import OfferRow, PriceSpan, ScrapeRun, dumps
+from tracker.db import Money, OfferRow, PriceSpan, ScrapeRun, UTCDateTime, dumps
 
 _CHUNK = 500  # ids per IN (...) list: far below every backend's bound-parameter limit
 
@@ -51,14 +52,32 @@ class IngestStats:
     events: list[ChangeEvent] = field(default_factory=list)
 
 
+_MONEY = Money()
+
+
+def _micro(price: Decimal | None) -> int | None:
+    return _MONEY.process_bind_param(price, None)
+
+
 @dataclass(slots=True)
 class _Current:
+    """A stored series and its latest span, in storage units (micro-yuan) so that comparing an
+    unchanged run with it creates no Decimals or datetimes."""
+
     offer_id: int
     offer: dict[str, Any]
-    span_id: int | None
-    first_seen: datetime | None
-    last_seen: datetime | None
-    value: SpanValue | None
+    has_span: bool = False
+    span_id: int | None = None
+    continuing: bool = False  # its latest span was seen by the previous good run
+    price_micro: int | None = None
+    available: bool | None = None
+    stock: str | None = None
+
+    @property
+    def value(self) -> SpanValue | None:
+        if not self.has_span:
+            return None
+        return SpanValue(_MONEY.process_result_value(self.price_micro, None), self.available, self.stock)
 
 
 def _offer_attrs(o: Offer) -> dict[str, Any]:
@@ -69,7 +88,7 @@ def _offer_attrs(o: Offer) -> dict[str, Any]:
         "memory_gb": o.memory_gb,
         "disk": o.disk,
         "raw_gpu_name": o.raw_gpu_name or "",
-        "details": dumps(dict(o.details)),
+        "details": dumps(dict(o.details)) if o.details else "{}",
     }
 
 
@@ -77,15 +96,16 @@ def _value(o: Offer) -> SpanValue:
     return SpanValue(o.price_cny_per_hour, o.available, o.stock)
 
 
-def gate_reason(offers: Sequence[Offer], previous_keys: set[SeriesKey], gate: GateSettings) -> str | None:
+def gate_reason(offers: Sequence[Offer], previous_keys: set[SeriesKey], gate: GateSettings,
+                keys: Sequence[SeriesKey] | None = None) -> str | None:
     """Why these offers must not be stored, or None when they pass."""
     if not offers:
         return "no offers in this run"
     seen: set[SeriesKey] = set()
-    for o in offers:
-        if o.series_key in seen:
-            return f"the run returned series {'/'.join(o.series_key)} twice"
-        seen.add(o.series_key)
+    for o, key in zip(offers, keys or [o.series_key for o in offers], strict=True):
+        if key in seen:
+            return f"the run returned series {'/'.join(key)} twice"
+        seen.add(key)
         per_gpu = o.price_per_gpu_cny_per_hour
         if per_gpu is not None and not (gate.min_price_per_gpu_hour <= per_gpu <= gate.max_price_per_gpu_hour):
             return (
@@ -105,9 +125,14 @@ def gate_reason(offers: Sequence[Offer], previous_keys: set[SeriesKey], gate: Ga
 
 
 _OFFER_COLUMNS = ("id", "provider", "region", "zone", "instance_type", "billing", "gpu", "gpu_count", "vcpu",
-                  "memory_gb", "disk", "raw_gpu_name", "details", "first_seen")
+                  "memory_gb", "disk", "raw_gpu_name", "details")
 _SPAN_COLUMNS = (PriceSpan.id, PriceSpan.offer_id, PriceSpan.first_seen, PriceSpan.last_seen, PriceSpan.price,
                  PriceSpan.available, PriceSpan.stock)
+# The hot query reads raw column values (integer micro-yuan, the backend's own timestamp form):
+# only the few series that changed ever need Decimals.
+_RECENT_SPANS = text(
+    "SELECT id, offer_id, first_seen, price, available, stock FROM price_span WHERE last_seen >= :since"
+)
 
 
 def _load_current(
@@ -125,22 +150,24 @@ def _load_current(
     """
     o = OfferRow.__table__.c
     cols = [o[name] for name in _OFFER_COLUMNS]
-    offers = {row[0]: dict(zip(_OFFER_COLUMNS, row, strict=True))
-              for row in session.execute(select(*cols).where(o.provider.in_(list(providers))))}
-    if not offers:
+    out: dict[int, _Current] = {}
+    for row in session.execute(select(*cols).where(o.provider.in_(list(providers)))).all():
+        out[row[0]] = _Current(row[0], dict(zip(_OFFER_COLUMNS, row, strict=True)))
+    if not out:
         return {}
-    latest: dict[int, Any] = {}
     if seen_since is not None:
-        recent = session.execute(
-            select(*_SPAN_COLUMNS).join(OfferRow, OfferRow.id == PriceSpan.offer_id)
-            .where(PriceSpan.last_seen >= seen_since, OfferRow.provider.in_(list(providers)))
-        )
-        for sp in recent:
-            have = latest.get(sp.offer_id)
-            if have is None or sp.first_seen > have.first_seen:
-                latest[sp.offer_id] = sp
-    missing = [oid for oid, row in offers.items() if oid not in latest
-               and (wanted is None or (row["provider"], row["region"], row["zone"], row["instance_type"], row["billing"]) in wanted)]
+        # No join to offer here: planners then walk every span of every offer. The last_seen range
+        # alone is a few thousand rows; other providers' ones are skipped below.
+        newest: dict[int, Any] = {}
+        stmt = _RECENT_SPANS.bindparams(bindparam("since", seen_since, type_=UTCDateTime()))
+        for sp_id, offer_id, first_seen, price, available, stock in session.execute(stmt).all():
+            cur = out.get(offer_id)
+            if cur is None or (offer_id in newest and first_seen <= newest[offer_id]):
+                continue
+            newest[offer_id] = first_seen
+            cur.has_span, cur.continuing, cur.span_id = True, True, sp_id
+            cur.price_micro, cur.available, cur.stock = price, None if available is None else bool(available), stock
+    missing = [oid for oid, cur in out.items() if not cur.has_span and (wanted is None or _key(cur.offer) in wanted)]
     s = PriceSpan.__table__.c
     for i in range(0, len(missing), _CHUNK):
         chunk = missing[i : i + _CHUNK]
@@ -150,20 +177,14 @@ def _load_current(
             select(*_SPAN_COLUMNS)
             .join(latest_sq, and_(PriceSpan.offer_id == latest_sq.c.offer_id, PriceSpan.first_seen == latest_sq.c.fs))
         ):
-            latest[sp.offer_id] = sp
-    out: dict[SeriesKey, _Current] = {}
-    for oid, row in offers.items():
-        key = (row["provider"], row["region"], row["zone"], row["instance_type"], row["billing"])
-        sp = latest.get(oid)
-        out[key] = _Current(
-            offer_id=oid,
-            offer=row,
-            span_id=sp.id if sp else None,
-            first_seen=sp.first_seen if sp else None,
-            last_seen=sp.last_seen if sp else None,
-            value=SpanValue(sp.price, sp.available, sp.stock) if sp else None,
-        )
-    return out
+            cur = out[sp.offer_id]
+            cur.has_span, cur.span_id = True, sp.id
+            cur.price_micro, cur.available, cur.stock = _micro(sp.price), sp.available, sp.stock
+    return {_key(cur.offer): cur for cur in out.values()}
+
+
+def _key(offer: dict[str, Any]) -> SeriesKey:
+    return (offer["provider"], offer["region"], offer["zone"], offer["instance_type"], offer["billing"])
 
 
 def previous_ok_observed_at(session: Session, provider: str) -> datetime | None:
@@ -219,9 +240,16 @@ def ingest_run(
     if any(o.provider != provider for o in offers):
         raise ValueError(f"ingest_run({provider!r}) given offers of another provider")
     cutoff = previous_ok_observed_at(session, provider)
-    current = _load_current(session, [provider], cutoff, {o.series_key for o in offers})
-    previous_keys = {k for k, c in current.items() if cutoff is not None and c.last_seen is not None and c.last_seen >= cutoff}
-    reason = gate_reason(offers, previous_keys, gate)
+    if cutoff is not None and observed_at <= cutoff:
+        # Extending spans "backwards" would corrupt history; a clock that jumped back must be fixed.
+        raise GateRejected(
+            f"this run's time {observed_at.isoformat()} is not after the previous good run's "
+            f"{cutoff.isoformat()}: the system clock went backwards"
+        )
+    keys = [o.series_key for o in offers]
+    current = _load_current(session, [provider], cutoff, set(keys))
+    previous_keys = {k for k, c in current.items() if c.continuing}
+    reason = gate_reason(offers, previous_keys, gate, keys)
     if reason:
         raise GateRejected(reason)
 
@@ -230,8 +258,7 @@ def ingest_run(
     stock_updates: list[tuple[int, str | None]] = []
     new_spans: list[dict[str, Any]] = []
     seen: set[SeriesKey] = set()
-    for o in offers:
-        key = o.series_key
+    for o, key in zip(offers, keys, strict=True):
         seen.add(key)
         attrs = _offer_attrs(o)
         value = _value(o)
@@ -251,26 +278,39 @@ def ingest_run(
         if changed_attrs:
             session.execute(update(OfferRow.__table__).where(OfferRow.__table__.c.id == cur.offer_id).values(**changed_attrs))
             cur.offer.update(changed_attrs)
-        continuing = cutoff is not None and cur.last_seen is not None and cur.last_seen >= cutoff
-        if cur.value is not None and continuing and cur.value.same_state(value):
+        if cur.continuing and cur.price_micro == _micro(o.price_cny_per_hour) and cur.available == o.available:
             assert cur.span_id is not None
             extend_ids.append(cur.span_id)
-            if cur.value.stock != value.stock:
-                stock_updates.append((cur.span_id, value.stock))
+            if cur.stock != o.stock:
+                stock_updates.append((cur.span_id, o.stock))
             continue
         new_spans.append(_span_dict(cur.offer_id, observed_at, value, o.source))
-        if cur.value is None:
+        old_value = cur.value
+        if old_value is None:
             stats.events.append(_event(EventKind.FIRST_SEEN, cur.offer, cur.offer_id, observed_at, None, value))
         else:
-            stats.events.extend(_change_events(cur.offer, cur.offer_id, observed_at, cur.value, value, continuing))
+            stats.events.extend(_change_events(cur.offer, cur.offer_id, observed_at, old_value, value, cur.continuing))
 
     for key in previous_keys - seen:
         cur = current[key]
         stats.events.append(_event(EventKind.GONE, cur.offer, cur.offer_id, observed_at, cur.value, None))
 
     s = PriceSpan.__table__.c
-    for i in range(0, len(extend_ids), _CHUNK):
-        session.execute(update(PriceSpan.__table__).where(s.id.in_(extend_ids[i : i + _CHUNK])).values(last_seen=observed_at))
+    if extend_ids and cutoff is not None:
+        # The spans to extend are those the previous good run saw, less the few that closed now:
+        # one statement through the last_seen index instead of thousands of bound ids.
+        continuing_all = {c.span_id for k, c in current.items() if k in previous_keys}
+        closed = sorted(continuing_all - set(extend_ids) - {None})
+        stmt = update(PriceSpan.__table__).where(
+            s.last_seen == cutoff, s.offer_id.in_(select(OfferRow.id).where(OfferRow.provider == provider)))
+        if len(closed) <= _CHUNK:
+            if closed:
+                stmt = stmt.where(s.id.not_in(closed))
+            result = session.execute(stmt.values(last_seen=observed_at))
+            assert result.rowcount in (-1, len(extend_ids)), (result.rowcount, len(extend_ids))
+        else:  # most series changed at once: extend by id instead
+            for i in range(0, len(extend_ids), _CHUNK):
+                session.execute(update(PriceSpan.__table__).where(s.id.in_(extend_ids[i : i + _CHUNK])).values(last_seen=observed_at))
     for span_id, stock in stock_updates:
         session.execute(update(PriceSpan.__table__).where(s.id == span_id).values(stock=stock))
     if new_spans:
@@ -319,10 +359,8 @@ def ingest_observations(
             current[o.series_key] = cur
             stats.offers += 1
         else:
-            first = cur.offer.get("first_seen")
-            if first is not None and at < first:
-                session.execute(update(OfferRow.__table__).where(OfferRow.__table__.c.id == cur.offer_id).values(first_seen=at))
-                cur.offer["first_seen"] = at
+            oc = OfferRow.__table__.c
+            session.execute(update(OfferRow.__table__).where(oc.id == cur.offer_id, oc.first_seen > at).values(first_seen=at))
         _merge_observation(session, cur.offer_id, at, value, o.source or "import", max_gap, label, stats)
     return stats
 

@@ -163,3 +163,17 @@ def test_import_that_contradicts_a_span_is_refused_and_writes_nothing(engine: En
                                 gap, labels=["line 1", "line 2"])
     with session_scope(engine) as s:
         assert s.scalar(select(func.count()).select_from(OfferRow)) == 1
+
+
+def test_a_clock_that_went_backwards_is_refused_and_nothing_moves(engine: Engine) -> None:
+    _run(engine, [offer()], t(1, 2))
+    with pytest.raises(GateRejected, match="clock went backwards"):
+        _run(engine, [offer()], t(1, 1))
+    assert _spans(engine) == [(t(1, 2), t(1, 2), Decimal("28.64"), True)]
+
+
+def test_other_providers_spans_do_not_leak_into_a_run(engine: Engine) -> None:
+    _run(engine, [offer()], t(1, 0))
+    _run(engine, [offer("ecs.gn7-c12g1.3xlarge", "31.58", provider="aliyun", region="cn-beijing", zone="")], t(1, 1), provider="aliyun")
+    stats = _run(engine, [offer()], t(1, 2))
+    assert (stats.new_spans, stats.extended_spans, stats.events) == (0, 1, [])

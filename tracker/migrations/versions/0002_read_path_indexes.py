@@ -1,4 +1,4 @@
-"""indexes for the hot read paths: spans by last_seen, good runs by observation time
+"""indexes for the hot paths: spans by last_seen, good runs by observation time
 
 Revision ID: 0002
 Revises: 0001
@@ -21,6 +21,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("price_span", schema=None) as batch_op:
+        batch_op.drop_index("ix_span_offer_last")
         batch_op.create_index("ix_span_last_seen", ["last_seen"], unique=False)
     with op.batch_alter_table("scrape_run", schema=None) as batch_op:
         batch_op.create_index("ix_run_provider_status_observed", ["provider", "status", "observed_at"], unique=False)
@@ -31,3 +32,4 @@ def downgrade() -> None:
         batch_op.drop_index("ix_run_provider_status_observed")
     with op.batch_alter_table("price_span", schema=None) as batch_op:
         batch_op.drop_index("ix_span_last_seen")
+        batch_op.create_index("ix_span_offer_last", ["offer_id", "last_seen"], unique=False)
