@@ -58,6 +58,7 @@ class SeriesSample:
     available: float | None
     machines_listed: float | None = None  # marketplace only
     free_gpus: float | None = None  # marketplace only
+    info: tuple[str, str, str] = ("", "", "")  # vcpu, memory_gb, disk: the offer_info labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +180,13 @@ def _series_of_run(session: Session, provider: str, observed_at: datetime, stale
             available=None if span.available is None else (1.0 if span.available else 0.0),
             machines_listed=_number(details.get("machines_listed")),
             free_gpus=_number(details.get("free_gpus")),
+            info=(_fmt_optional(offer.vcpu), _fmt_optional(offer.memory_gb), offer.disk or ""),
         ))
     return out
+
+
+def _fmt_optional(value: float | None) -> str:
+    return "" if value is None else _fmt_count(value)
 
 
 def _fmt_count(value: float) -> str:
@@ -252,8 +258,13 @@ def _price_families(snap: Snapshot) -> Iterator[Metric]:
     available = _gauge("offer_available", "1 when the offer could be rented at the last good run, 0 when sold out (absent when unknown).", PRICE_LABELS)
     machines = _gauge("marketplace_offers", "Marketplace machines listed with this GPU at the last good run.", PRICE_LABELS)
     free = _gauge("marketplace_free_gpus", "Marketplace GPUs free to rent at the last good run.", PRICE_LABELS)
+    # Specs as labels of a constant 1 (the "info" pattern): joined onto the price series in
+    # PromQL (group_left) for tables such as the weekly price table, without adding labels to them.
+    info = _gauge("offer_info", "Specs of each exported series: vCPU, RAM (GB) and disk; always 1.",
+                  (*PRICE_LABELS, "vcpu", "memory_gb", "disk"))
     for s in snap.series:
         labels = list(s.labels)
+        info.add_metric([*labels, *s.info], 1.0)
         if s.price is not None:
             price.add_metric(labels, s.price)
         if s.price_per_gpu is not None:
@@ -266,7 +277,7 @@ def _price_families(snap: Snapshot) -> Iterator[Metric]:
             machines.add_metric(labels, s.machines_listed)
         if s.free_gpus is not None:
             free.add_metric(labels, s.free_gpus)
-    yield from (price, per_gpu, wow, available, machines, free)
+    yield from (price, per_gpu, wow, available, machines, free, info)
 
 
 def _health_families(snap: Snapshot) -> Iterator[Metric]:
