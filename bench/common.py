@@ -295,3 +295,17 @@ def pg_available() -> bool:
         return True
     except Exception:
         return False
+
+
+def history_bench_main(doc: str, run: Callable[..., Report], argv: list[str] | None = None) -> int:
+    """The command line shared by the benches that build a year of history (storage, queries)."""
+    p = parser(doc.splitlines()[0])
+    p.add_argument("--series", type=int)
+    p.add_argument("--days", type=int)
+    p.add_argument("--no-postgres", action="store_true")
+    args = p.parse_args(argv)
+    started = time.perf_counter()
+    finish(run(args.quick, series=args.series, days=args.days, postgres=not args.no_postgres), started,
+           write=not args.no_write)
+    return 0
+

@@ -238,8 +238,10 @@ def run(quick: bool = False, latency: float = 0.2) -> Report:
                 return build(api)
 
             _measure(report, f"hengyuan api (token), {machines} machines / {pages} pages", "hengyuan", hengyuan_api,
-                     fake.server, lambda n: Limit(latency, prelude=n), workdir,
-                     note="pages are fetched one after another (each page's total decides the next)")
+                     fake.server, lambda n: Limit(latency, prelude=1, parallel=n - 1, concurrency=api.page_concurrency),
+                     workdir,
+                     note=f"page 1 first (its total says how many pages there are), then the other {pages - 1} "
+                          f"pages {api.page_concurrency} at a time (page_concurrency)")
             browser = HengyuanSettings(source="browser", store_url=fake.store_url, api_url=fake.api_url,
                                        browser_path=CHROMIUM)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from bench.common import Figure, Report, finish, parser, pg_available, quiet_logs, temp_pg_database, timed
+from bench.common import Figure, Report, history_bench_main, pg_available, quiet_logs, temp_pg_database, timed
 from bench.history import RUNS_PER_DAY, History, bulk_load, run_time
 
 TARGETS_MS = {"wow": 100.0, "report": 1000.0, "metrics": 100.0}
@@ -196,15 +196,7 @@ def run(quick: bool = False, *, series: int | None = None, days: int | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--series", type=int)
-    p.add_argument("--days", type=int)
-    p.add_argument("--no-postgres", action="store_true")
-    args = p.parse_args(argv)
-    started = time.perf_counter()
-    finish(run(args.quick, series=args.series, days=args.days, postgres=not args.no_postgres), started,
-           write=not args.no_write)
-    return 0
+    return history_bench_main(__doc__, run, argv)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,15 @@ def dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+def loads_object(text: str | None) -> dict[str, Any]:
+    """A details/payload column back as a dict; {} for anything else (never raises)."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)

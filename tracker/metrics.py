@@ -14,7 +14,6 @@ Naming follows the Prometheus rules: base units in the name (`_seconds`, `_cny_p
 from __future__ import annotations
 
 import asyncio
-import json
 import platform
 import time
 from collections import Counter
@@ -34,7 +33,7 @@ from sqlalchemy.orm import Session
 from scrapers.base import ErrorKind
 from tracker import __version__
 from tracker.changes import WEEK, last_ok_run, spans_at
-from tracker.db import Alert, OfferRow, PriceSpan, ScrapeRun, session_scope, utcnow
+from tracker.db import Alert, OfferRow, PriceSpan, ScrapeRun, loads_object, session_scope, utcnow
 from tracker.logging import get_logger
 
 log = get_logger(__name__)
@@ -170,7 +169,7 @@ def _series_of_run(session: Session, provider: str, observed_at: datetime, stale
         wow = None
         if price is not None and old is not None and old.price is not None and old.price > 0:
             wow = float(price / old.price - 1)
-        details = _details(offer.details) if offer.billing == "marketplace" else {}
+        details = loads_object(offer.details) if offer.billing == "marketplace" else {}
         out.append(SeriesSample(
             labels=(offer.provider, offer.region, offer.zone, offer.instance_type, offer.billing, offer.gpu,
                     _fmt_count(offer.gpu_count)),
@@ -191,14 +190,6 @@ def _fmt_optional(value: float | None) -> str:
 
 def _fmt_count(value: float) -> str:
     return f"{float(value):g}"  # 8.0 → "8", 0.25 → "0.25"
-
-
-def _details(raw: str | None) -> dict[str, object]:
-    try:
-        value = json.loads(raw or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _number(value: object) -> float | None:

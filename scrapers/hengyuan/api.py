@@ -6,6 +6,7 @@ expires; a 401 says so in words a user can act on.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,12 +49,11 @@ async def fetch_listing(
         "Referer": settings.store_url,
     }
     ps = settings.page_size
-    machines: list[dict[str, Any]] = []
-    pn = 1
-    while True:
+
+    async def get(pn: int) -> Any:
         params = {"models": "-1", "gpuName": "", "priceOrder": "asc", "pn": str(pn), "ps": str(ps)}
 
-        async def get_page(params: dict[str, str] = params) -> httpx.Response:
+        async def get_page() -> httpx.Response:
             diag.requests += 1
             return await send(
                 client, "GET", url, params=params, headers=headers,
@@ -63,22 +63,41 @@ async def fetch_listing(
         response = await with_retries(get_page, retry)
         _check_status(response, url)
         page = listing_page(json_body(response, f"hengyuan listing page {pn}"), f"hengyuan listing page {pn}")
-        machines.extend(page.machines)
         if page.total is None:
             raise LayoutChangedError(f"hengyuan listing page {pn}: `data.total` is missing, cannot page through it")
-        if pn * ps >= page.total:
-            break
-        if not page.machines:
+        return page
+
+    first = await get(1)
+    pages_needed = max(1, math.ceil(first.total / ps))
+    if pages_needed > settings.max_pages:
+        raise LayoutChangedError(
+            f"hengyuan listing claims {first.total} machines ({pages_needed} pages of {ps}), "
+            f"more than max_pages={settings.max_pages}: refusing to page through a garbled total"
+        )
+    # The first page's total tells how many pages there are, so the rest are fetched side by side
+    # (a few at a time: this is a small marketplace's API, not a cloud's).
+    gate = asyncio.Semaphore(settings.page_concurrency)
+
+    async def polite(pn: int) -> Any:
+        async with gate:
+            return await get(pn)
+
+    tasks = [asyncio.ensure_future(polite(pn)) for pn in range(2, pages_needed + 1)] if first.machines else []
+    try:
+        rest = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:  # one page failed: the run fails, so stop asking for the others
+            task.cancel()
+        raise
+    machines: list[dict[str, Any]] = list(first.machines)
+    for pn, page in enumerate([first, *rest], start=1):
+        if pn > 1:
+            machines.extend(page.machines)
+        if not page.machines and pn < pages_needed:
             # Machines left between pages (a live market): what we have is the whole listing now.
-            diag.warnings.append(f"listing page {pn} was empty before total {page.total} was reached")
+            diag.warnings.append(f"listing page {pn} was empty before total {first.total} was reached")
             break
-        if pn >= settings.max_pages or math.ceil(page.total / ps) > settings.max_pages:
-            raise LayoutChangedError(
-                f"hengyuan listing claims {page.total} machines ({math.ceil(page.total / ps)} pages of {ps}), "
-                f"more than max_pages={settings.max_pages}: refusing to page through a garbled total"
-            )
-        pn += 1
-    log.info("hengyuan_api_listing", pages=pn, machines=len(machines))
+    log.info("hengyuan_api_listing", pages=1 + len(rest), machines=len(machines))
     return machines
 
 

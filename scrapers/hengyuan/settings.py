@@ -24,6 +24,7 @@ class HengyuanSettings(ProviderSettings):
     cdp_url: str | None = Field(None, description="connect to a running browser over CDP instead of launching one")
     price_unit: Literal["yuan", "jiao", "fen"] = Field("yuan", description="unit of the listing's payg price")
     page_size: int = Field(50, ge=1, le=200)
+    page_concurrency: int = Field(4, ge=1, le=16, description="listing pages fetched at once by the token source")
     navigation_timeout: Duration = Field(30.0, description="timeout of one page navigation")
     fetch_timeout: Duration = Field(120.0, description="budget of one whole browser fetch (load, login, paging)")
     listing_timeout: Duration = Field(

@@ -77,7 +77,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from tests.fakes.server import LocalServer, Reply, Request
+from tests.fakes.server import LocalServer, Reply, Request, ServedFake
 
 PAGE_PATH = "/price/ecs/ecs-pricing/zh"
 PRICEFILE_PREFIX = "/ecs-price-info"
@@ -205,7 +205,7 @@ _AUTH = re.compile(r"^ACS3-HMAC-SHA256\s+Credential=([^,]+),\s*SignedHeaders=([^
 # --- the fake --------------------------------------------------------------------------------
 
 
-class FakeAliyun:
+class FakeAliyun(ServedFake):
     def __init__(
         self,
         data: AliyunData | None = None,
@@ -228,24 +228,7 @@ class FakeAliyun:
         self._lock = threading.RLock()
         self.server = LocalServer(self._handle)
 
-    # lifecycle
-    def start(self) -> FakeAliyun:
-        self.server.start()
-        return self
 
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> FakeAliyun:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # addresses and settings
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     @property
     def api_url(self) -> str:

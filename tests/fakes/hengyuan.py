@@ -54,7 +54,7 @@ from collections.abc import Callable
 from copy import deepcopy
 from typing import Any
 
-from tests.fakes.server import LocalServer, Reply, Request
+from tests.fakes.server import LocalServer, Reply, Request, ServedFake
 
 LIST_PATH = "/app/api/market/machine/list"
 MOVED_PATH = "/app/api/v2/market/machines"
@@ -232,7 +232,7 @@ load(1);
 """
 
 
-class HengyuanFake:
+class HengyuanFake(ServedFake):
     """The replica; see the module docstring. Thread-safe counters; start/stop or use `with`."""
 
     def __init__(
@@ -264,19 +264,6 @@ class HengyuanFake:
         self._lock = threading.Lock()
         self.server = LocalServer(self.handle)
 
-    # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> HengyuanFake:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> HengyuanFake:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def store_url(self) -> str:

@@ -150,3 +150,28 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ServedFake:
+    """Lifecycle of a provider fake that serves on `self.server` (a LocalServer): start/stop,
+    a context manager, and its base URL."""
+
+    server: LocalServer
+
+    def start(self):  # type: ignore[no-untyped-def]
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from tests.fakes.server import LocalServer, Reply, Request
+from tests.fakes.server import LocalServer, Reply, Request, ServedFake
 
 SECRET_ID = "AKIDfakeTencentSecretId0000000000"
 SECRET_KEY = "fakeTencentSecretKey000000000000"
@@ -234,7 +234,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class FakeTencent:
+class FakeTencent(ServedFake):
     def __init__(
         self,
         regions: list[FakeRegion] | None = None,
@@ -262,23 +262,7 @@ class FakeTencent:
         self._lock = threading.Lock()
         self.server = LocalServer(self._handle)
 
-    # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> FakeTencent:
-        self.server.start()
-        return self
 
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> FakeTencent:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     # -- configuration helpers for the code under test -------------------------------------------
     def settings(self, **overrides: Any) -> Any:

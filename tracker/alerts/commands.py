@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,7 +13,7 @@ from sqlalchemy import func, select
 
 from tracker.alerts.format import render_item, test_message
 from tracker.alerts.slack import post
-from tracker.db import Alert, session_scope, utcnow
+from tracker.db import Alert, loads_object, session_scope, utcnow
 
 STATES = ("pending", "sent", "dead")
 NO_WEBHOOK = "no Slack webhook configured: set alerts.slack_webhook_url (env TRACKER_ALERTS__SLACK_WEBHOOK_URL)"
@@ -65,7 +64,7 @@ def list_alerts(settings: Any, state: str | None = None, limit: int = 50) -> int
     header = ["id", "created", "kind", "state", "route", "tries", "when", "what", "last_error"]
     table = []
     for r in rows:
-        payload = _loads(r.payload)
+        payload = loads_object(r.payload)
         _, line = render_item(r.kind, payload, tz) if r.kind != "digest" else ("", f"weekly digest {payload.get('week', '')}")
         when = r.sent_at if r.state == "sent" else (r.next_attempt_at if r.state == "pending" else None)
         table.append([str(r.id), _t(r.created_at, tz), r.kind, r.state, r.route, str(r.attempts),
@@ -119,11 +118,3 @@ def _t(value: datetime | None, tz: ZoneInfo) -> str:
 def _clip(text: str, n: int) -> str:
     text = text.replace("\n", " ")
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _loads(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

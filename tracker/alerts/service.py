@@ -19,7 +19,6 @@ message that must wait holds back the ones behind it rather than being overtaken
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -35,7 +34,7 @@ from tracker.alerts.format import Item, build_messages
 from tracker.alerts.rules import enqueue, iso_week, muted_by, subject
 from tracker.alerts.settings import DEFAULT_ROUTE, AlertSettings, parse_quiet_hours
 from tracker.alerts.slack import Answer, Pacer, Verdict, post
-from tracker.db import Alert, session_scope, utcnow
+from tracker.db import Alert, loads_object, session_scope, utcnow
 from tracker.logging import get_logger
 
 log = get_logger(__name__)
@@ -119,7 +118,7 @@ class AlertService:
                 select(Alert).where(Alert.state == "pending").order_by(Alert.id).limit(BATCH_LIMIT)
             ).all()
             for row in rows:
-                payload = _loads(row.payload)
+                payload = loads_object(row.payload)
                 mute = muted_by(self.alerts, subject(row.kind, row.provider, payload.get("series")))
                 if mute:  # muted after it was written: settle it, with the reason
                     row.state, row.last_error = "dead", f"muted by {mute!r}"
@@ -250,11 +249,3 @@ def current_prices_table(session: Any, settings: Any, now: datetime) -> tuple[st
     if not best:
         lines.append("(no current prices stored)")
     return "\n".join(lines), len(best)
-
-
-def _loads(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
