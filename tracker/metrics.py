@@ -34,6 +34,7 @@ from scrapers.base import ErrorKind
 from tracker import __version__
 from tracker.changes import WEEK, last_ok_run, spans_at
 from tracker.db import Alert, OfferRow, PriceSpan, ScrapeRun, loads_object, session_scope, utcnow
+from tracker.exposition import render as render_families
 from tracker.logging import get_logger
 
 log = get_logger(__name__)
@@ -373,24 +374,20 @@ class MetricsCache:
         kind = content_type.split(";")[0]
         stored = self._rendered.get(kind)
         if stored is None:  # a snapshot installed without rendering: render now
-            stored = _render_snapshot(self.snapshot, encoder)
+            stored = _render_all(self.snapshot)[kind]
         if kind == "application/openmetrics-text":
             stored = stored.removesuffix(b"# EOF\n")  # one EOF, at the very end
         return stored + encoder(self._process_registry), content_type
 
 
-def _render_snapshot(snap: Snapshot, encoder: Callable[[CollectorRegistry], bytes]) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snap))
-    return encoder(registry)
-
-
 def _render_all(snap: Snapshot) -> dict[str, bytes]:
-    out = {}
-    for kind in MetricsCache.FORMATS:
-        encoder, content_type = choose_encoder(kind)
-        out[content_type.split(";")[0]] = _render_snapshot(snap, encoder)
-    return out
+    """Both formats of a snapshot's families (tracker/exposition.py: each label set formatted
+    once, byte-identical to prometheus_client's encoders)."""
+    families = list(SnapshotCollector(snap).collect())
+    return {
+        "text/plain": render_families(families, openmetrics=False),
+        "application/openmetrics-text": render_families(families, openmetrics=True),
+    }
 
 
 # --- the HTTP server ------------------------------------------------------------------------
