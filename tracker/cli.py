@@ -69,6 +69,17 @@ def settings() -> Settings:
     return state.settings
 
 
+def progress(message: str) -> Any:
+    """A spinner on stderr while a long step runs, only when a person is watching (a TTY)."""
+    import contextlib
+
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -151,7 +162,8 @@ async def _scrape(s: Settings, names: list[str], dry_run: bool, as_json: bool) -
                 if pipeline is None:
                     try:
                         async with asyncio.timeout(timeout):
-                            result = await scraper.scrape(ctx)
+                            with progress(f"scraping {name} …"):
+                                result = await scraper.scrape(ctx)
                     except ScrapeError as exc:
                         failed += 1
                         typer.echo(f"error: {name}: {exc.kind}: {exc.message}", err=True)
@@ -163,7 +175,8 @@ async def _scrape(s: Settings, names: list[str], dry_run: bool, as_json: bool) -
                     offers = result.offers
                     diag = result.diagnostics
                 else:
-                    outcome = await pipeline.run(name, scraper, ctx, timeout=timeout, trigger="manual")
+                    with progress(f"scraping and storing {name} …"):
+                        outcome = await pipeline.run(name, scraper, ctx, timeout=timeout, trigger="manual")
                     if not outcome.ok:
                         failed += 1
                         typer.echo(f"error: {name}: {outcome.error_kind}: {outcome.error_message}", err=True)
@@ -326,7 +339,8 @@ def import_(
 
     s = settings()
     try:
-        parsed = parse_file(file, build_catalogue(s), s.gate, s.history.timezone)
+        with progress(f"checking {file} …"):
+            parsed = parse_file(file, build_catalogue(s), s.gate, s.history.timezone)
     except ImportError_ as exc:
         raise fail(str(exc)) from None
     if dry_run:
@@ -335,7 +349,8 @@ def import_(
     engine = open_database(s)
     try:
         with session_scope(engine) as session:
-            stats = ingest_observations(session, parsed.observations, timedelta(seconds=s.history.import_max_gap), labels=parsed.labels)
+            with progress(f"storing {len(parsed.observations)} observations …"):
+                stats = ingest_observations(session, parsed.observations, timedelta(seconds=s.history.import_max_gap), labels=parsed.labels)
     except ImportConflict as exc:
         raise fail(f"{exc}\nnothing from {file} was stored") from None
     finally:
