@@ -15,13 +15,18 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
 
-def _escape_label(value: str) -> str:
+def escape_label(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
 def _escape_help(text: str, openmetrics: bool) -> str:
     text = text.replace("\\", r"\\").replace("\n", r"\n")
     return text.replace('"', r"\"") if openmetrics else text
+
+
+def help_and_type(name: str, doc: str, mtype: str, *, openmetrics: bool) -> str:
+    """A family's header lines (`name` as the format wants it: counters end in _total in text)."""
+    return f"# HELP {name} {_escape_help(doc, openmetrics)}\n# TYPE {name} {mtype}\n"
 
 
 def render(families: Iterable[Metric], *, openmetrics: bool, eof: bool = True) -> bytes:
@@ -32,13 +37,13 @@ def render(families: Iterable[Metric], *, openmetrics: bool, eof: bool = True) -
         if not openmetrics and fam.type == "counter":
             name += "_total"  # the text format names counter families by their sample name
         mtype = fam.type if openmetrics or fam.type in ("counter", "gauge", "histogram", "summary") else "untyped"
-        out.append(f"# HELP {name} {_escape_help(fam.documentation, openmetrics)}\n# TYPE {name} {mtype}\n")
+        out.append(help_and_type(name, fam.documentation, mtype, openmetrics=openmetrics))
         for sample in fam.samples:
             if sample.labels:
                 key = tuple(sample.labels.items())
                 text = labels_cache.get(key)
                 if text is None:
-                    text = "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(key)) + "}"
+                    text = "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in sorted(key)) + "}"
                     labels_cache[key] = text
             else:
                 text = ""

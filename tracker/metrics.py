@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -34,6 +35,7 @@ from scrapers.base import ErrorKind
 from tracker import __version__
 from tracker.changes import WEEK, last_ok_run, spans_at
 from tracker.db import Alert, OfferRow, PriceSpan, ScrapeRun, loads_object, session_scope, utcnow
+from tracker.exposition import escape_label, help_and_type
 from tracker.exposition import render as render_families
 from tracker.logging import get_logger
 
@@ -243,33 +245,58 @@ def _counter(name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFa
     return CounterMetricFamily(PREFIX + name, f"{doc} {_FROM_SCRAPES}", labels=list(labels))
 
 
+# The price families: (name, help, SeriesSample attribute). One table for both the collector
+# (tests, tooling) and the fast writer below.
+PRICE_FAMILIES = (
+    ("price_cny_per_hour", "Hourly list price of the whole instance in CNY, from the provider's last good run.", "price"),
+    ("price_per_gpu_cny_per_hour", "Hourly list price per GPU in CNY, from the provider's last good run.", "price_per_gpu"),
+    ("price_wow_change_ratio", "Week-over-week price change: price now / price 7 days earlier - 1 (absent when either is unknown).", "wow"),
+    ("offer_available", "1 when the offer could be rented at the last good run, 0 when sold out (absent when unknown).", "available"),
+    ("marketplace_offers", "Marketplace machines listed with this GPU at the last good run.", "machines_listed"),
+    ("marketplace_free_gpus", "Marketplace GPUs free to rent at the last good run.", "free_gpus"),
+)
+# Specs as labels of a constant 1 (the "info" pattern): joined onto the price series in PromQL
+# (group_left) for tables such as the weekly price table, without adding labels to them.
+INFO_FAMILY = ("offer_info", "Specs of each exported series: vCPU, RAM (GB) and disk; always 1.")
+INFO_LABELS = ("vcpu", "memory_gb", "disk")
+
+
 def _price_families(snap: Snapshot) -> Iterator[Metric]:
-    price = _gauge("price_cny_per_hour", "Hourly list price of the whole instance in CNY, from the provider's last good run.", PRICE_LABELS)
-    per_gpu = _gauge("price_per_gpu_cny_per_hour", "Hourly list price per GPU in CNY, from the provider's last good run.", PRICE_LABELS)
-    wow = _gauge("price_wow_change_ratio", "Week-over-week price change: price now / price 7 days earlier - 1 (absent when either is unknown).", PRICE_LABELS)
-    available = _gauge("offer_available", "1 when the offer could be rented at the last good run, 0 when sold out (absent when unknown).", PRICE_LABELS)
-    machines = _gauge("marketplace_offers", "Marketplace machines listed with this GPU at the last good run.", PRICE_LABELS)
-    free = _gauge("marketplace_free_gpus", "Marketplace GPUs free to rent at the last good run.", PRICE_LABELS)
-    # Specs as labels of a constant 1 (the "info" pattern): joined onto the price series in
-    # PromQL (group_left) for tables such as the weekly price table, without adding labels to them.
-    info = _gauge("offer_info", "Specs of each exported series: vCPU, RAM (GB) and disk; always 1.",
-                  (*PRICE_LABELS, "vcpu", "memory_gb", "disk"))
+    families = [(_gauge(name, doc, PRICE_LABELS), attr) for name, doc, attr in PRICE_FAMILIES]
+    info = _gauge(INFO_FAMILY[0], INFO_FAMILY[1], (*PRICE_LABELS, *INFO_LABELS))
     for s in snap.series:
         labels = list(s.labels)
         info.add_metric([*labels, *s.info], 1.0)
-        if s.price is not None:
-            price.add_metric(labels, s.price)
-        if s.price_per_gpu is not None:
-            per_gpu.add_metric(labels, s.price_per_gpu)
-        if s.wow is not None:
-            wow.add_metric(labels, s.wow)
-        if s.available is not None:
-            available.add_metric(labels, s.available)
-        if s.machines_listed is not None:
-            machines.add_metric(labels, s.machines_listed)
-        if s.free_gpus is not None:
-            free.add_metric(labels, s.free_gpus)
-    yield from (price, per_gpu, wow, available, machines, free, info)
+        for family, attr in families:
+            value = getattr(s, attr)
+            if value is not None:
+                family.add_metric(labels, value)
+    yield from (family for family, _ in families)
+    yield info
+
+
+def _render_prices(snap: Snapshot, *, openmetrics: bool) -> str:
+    """The price families of `_price_families`, written directly: each series' label text is
+    built once and reused by all seven families (3,000 series → 21,000 samples)."""
+    base_order = sorted(range(len(PRICE_LABELS)), key=lambda k: PRICE_LABELS[k])
+    info_names = (*PRICE_LABELS, *INFO_LABELS)
+    info_order = sorted(range(len(info_names)), key=lambda k: info_names[k])
+    base, info = [], []
+    for s in snap.series:
+        values = s.labels
+        base.append("{" + ",".join(f'{PRICE_LABELS[k]}="{escape_label(values[k])}"' for k in base_order) + "}")
+        all_values = (*values, *s.info)
+        info.append("{" + ",".join(f'{info_names[k]}="{escape_label(all_values[k])}"' for k in info_order) + "}")
+    out: list[str] = []
+    for name, doc, attr in PRICE_FAMILIES:
+        full = PREFIX + name
+        out.append(help_and_type(full, f"{doc} {_FROM_SCRAPES}", "gauge", openmetrics=openmetrics))
+        out.extend(f"{full}{text} {floatToGoString(v)}\n" for s, text in zip(snap.series, base, strict=True)
+                   if (v := getattr(s, attr)) is not None)
+    full = PREFIX + INFO_FAMILY[0]
+    out.append(help_and_type(full, f"{INFO_FAMILY[1]} {_FROM_SCRAPES}", "gauge", openmetrics=openmetrics))
+    out.extend(f"{full}{text} 1.0\n" for text in info)
+    return "".join(out)
 
 
 def _health_families(snap: Snapshot) -> Iterator[Metric]:
@@ -381,13 +408,14 @@ class MetricsCache:
 
 
 def _render_all(snap: Snapshot) -> dict[str, bytes]:
-    """Both formats of a snapshot's families (tracker/exposition.py: each label set formatted
-    once, byte-identical to prometheus_client's encoders)."""
-    families = list(SnapshotCollector(snap).collect())
-    return {
-        "text/plain": render_families(families, openmetrics=False),
-        "application/openmetrics-text": render_families(families, openmetrics=True),
-    }
+    """Both formats of a snapshot: the price families written directly (`_render_prices`), the
+    few health families through tracker/exposition.py — byte-identical to prometheus_client."""
+    health = list(_health_families(snap))
+    out = {}
+    for kind, openmetrics in (("text/plain", False), ("application/openmetrics-text", True)):
+        prices = _render_prices(snap, openmetrics=openmetrics).encode("utf-8")
+        out[kind] = prices + render_families(health, openmetrics=openmetrics)
+    return out
 
 
 # --- the HTTP server ------------------------------------------------------------------------
