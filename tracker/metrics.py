@@ -162,9 +162,7 @@ def _series_of_run(session: Session, provider: str, observed_at: datetime, stale
         .where(OfferRow.provider == provider, PriceSpan.last_seen == observed_at)
     ).all()
     ids = [offer.id for offer, _ in rows if offer.id is not None]
-    week_ago: dict[int, PriceSpan] = {}
-    for i in range(0, len(ids), _CHUNK):
-        week_ago.update(spans_at(session, observed_at - WEEK, staleness, ids[i : i + _CHUNK]))
+    week_ago = spans_at(session, observed_at - WEEK, staleness, ids)
     out = []
     for offer, span in rows:
         price = span.price
