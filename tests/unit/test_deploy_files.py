@@ -42,9 +42,9 @@ def env_example() -> dict[str, str]:
 
 
 def exported_metrics() -> set[str]:
-    source = (ROOT / "tracker" / "metrics.py").read_text()
-    names = {"gpu_rental_" + m for m in re.findall(r'(?:_gauge|_counter)\("([a-z_]+)"', source)}
-    return names | {"gpu_rental_" + m for m in re.findall(r'PREFIX \+ "([a-z_]+)"', source)}
+    from tests.metric_names import exported_metric_names
+
+    return exported_metric_names()
 
 
 def settings_value(settings: Any, env_key: str) -> Any:
