@@ -25,7 +25,8 @@ from scrapers.gpus import GpuCatalogue
 from scrapers.http import RetryPolicy, make_client
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "aliyun"
-SAMPLES = Path("/work/shared/reference/samples/aliyun")
+# The providers' documentation examples live in ../shared beside this repository (read-only).
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "samples" / "aliyun"
 PAGE = "https://www.aliyun.com/price/ecs/ecs-pricing/zh"
 FILE = "https://g.alicdn.com/aliyun/ecs-price-info/1.0.61/price/download/instancePrice.json"
 FAST = RetryPolicy(attempts=3, backoff_base=0.001, backoff_max=0.01)

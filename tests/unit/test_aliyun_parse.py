@@ -21,7 +21,8 @@ from scrapers.base import (
 )
 from scrapers.gpus import GpuCatalogue, GpuOverride
 
-SAMPLES = Path("/work/shared/reference/samples/aliyun")
+# The providers' documentation examples live in ../shared beside this repository (read-only).
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "samples" / "aliyun"
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "aliyun"
 
 
