@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from scrapers.settings import Duration, TimezoneName
 
@@ -13,6 +14,16 @@ KINDS = ("price_change", "wow_move", "sold_out", "back_in_stock", "provider_brok
 MUTE_KEYS = ("provider", "gpu", "region", "series", "kind")
 DEFAULT_ROUTE = "default"
 _QUIET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def check_kinds(kinds: list[str]) -> list[str]:
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise ValueError(f"unknown alert kind(s) {bad}; known: {', '.join(KINDS)}")
+    return kinds
+
+
+AlertKinds = Annotated[list[str], AfterValidator(check_kinds)]
 
 
 def parse_mute(text: str) -> list[tuple[str, str]]:
@@ -51,15 +62,8 @@ class RouteSettings(BaseModel):
     webhook_url: SecretStr = Field(description="Slack incoming-webhook URL of this route")
     providers: list[str] = Field(default_factory=list, description="empty = every provider")
     gpus: list[str] = Field(default_factory=list, description="globs such as 'H100-*'; empty = every GPU")
-    kinds: list[str] = Field(default_factory=list, description=f"empty = every kind; kinds: {', '.join(KINDS)}")
+    kinds: AlertKinds = Field(default_factory=list, description=f"empty = every kind; kinds: {', '.join(KINDS)}")
 
-    @field_validator("kinds")
-    @classmethod
-    def _kinds(cls, v: list[str]) -> list[str]:
-        bad = [k for k in v if k not in KINDS]
-        if bad:
-            raise ValueError(f"unknown alert kind(s) {bad}; known: {', '.join(KINDS)}")
-        return v
 
 
 class AlertSettings(BaseModel):
@@ -74,7 +78,7 @@ class AlertSettings(BaseModel):
     digest_timezone: TimezoneName = "Asia/Shanghai"
     mutes: list[str] = Field(default_factory=list, description="patterns such as 'provider=aliyun', 'gpu=V100-*'")
     # --- added with the rules and the sender --------------------------------------------------
-    enabled_kinds: list[str] = Field(default_factory=lambda: list(KINDS), description="alert kinds the rules write")
+    enabled_kinds: AlertKinds = Field(default_factory=lambda: list(KINDS), description="alert kinds the rules write")
     quiet_hours: str | None = Field(None, description="e.g. '23:00-08:00' (digest_timezone): alerts wait, they are not dropped")
     routes: list[RouteSettings] = Field(default_factory=list, description="extra webhooks chosen by provider/GPU/kind")
     messages_per_second: float = Field(1.0, gt=0, description="at most this many messages per second per webhook (Slack: 1)")
@@ -96,13 +100,6 @@ class AlertSettings(BaseModel):
             parse_quiet_hours(v)
         return v or None
 
-    @field_validator("enabled_kinds")
-    @classmethod
-    def _enabled(cls, v: list[str]) -> list[str]:
-        bad = [k for k in v if k not in KINDS]
-        if bad:
-            raise ValueError(f"unknown alert kind(s) {bad}; known: {', '.join(KINDS)}")
-        return v
 
     @field_validator("digest_cron")
     @classmethod
