@@ -329,7 +329,7 @@ def import_(
     file: Annotated[Path, typer.Argument(help="CSV or JSON Lines (.jsonl) with observed_at, provider, instance_type, price_cny_per_hour …", exists=True, dir_okay=False)],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the file; store nothing.")] = False,
 ) -> None:
-    """Backfill past observations (e.g. years of weekly tables). All or nothing; re-importing changes nothing."""
+    """Backfill past observations, such as years of weekly tables: all or nothing, idempotent."""
     from datetime import timedelta
 
     from tracker.db import session_scope

@@ -71,7 +71,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def dumps(value: Any) -> str:
     """JSON for details/diagnostics columns: Decimals as exact strings, stable key order."""
-    return json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return json.dumps(value, default=json_default, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def loads_object(text: str | None) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def loads_object(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):

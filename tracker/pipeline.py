@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -94,19 +94,19 @@ class Pipeline:
                 result = await scraper.scrape(ctx)
         except asyncio.CancelledError:
             await _finish_even_if_cancelled(
-                asyncio.to_thread(self._finish_failed, run_id, "interrupted", ErrorKind.INTERRUPTED, "the run was cancelled (shutdown)", None, started)
+                asyncio.to_thread(self._finish_failed, run_id, "interrupted", ErrorKind.INTERRUPTED, "the run was cancelled (shutdown)")
             )
             bound.warning("run interrupted")
             raise
         except TimeoutError:
             msg = f"the run did not finish within {timeout:g} s (run_timeout)"
-            return await self._failed(run_id, provider, ErrorKind.TIMEOUT, msg, None, started, bound)
+            return await self._failed(run_id, provider, ErrorKind.TIMEOUT, msg, started, bound)
         except ScrapeError as exc:
-            return await self._failed(run_id, provider, exc.kind, exc.message, None, started, bound)
+            return await self._failed(run_id, provider, exc.kind, exc.message, started, bound)
         except Exception as exc:  # a bug: record it, keep the daemon alive
             bound.error("run crashed", exc_info=True)
             msg = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-            return await self._failed(run_id, provider, ErrorKind.INTERNAL, msg, None, started, bound)
+            return await self._failed(run_id, provider, ErrorKind.INTERNAL, msg, started, bound)
 
         outcome = RunOutcome(run_id, provider, "ok", offers=list(result.offers), diagnostics=result.diagnostics)
         if result.diagnostics.unmapped:
@@ -118,7 +118,7 @@ class Pipeline:
 
         # The store step is shielded: once started it completes (or rolls back) as a whole even
         # if shutdown cancels us, so nothing is ever half-written.
-        store = asyncio.ensure_future(asyncio.to_thread(self._store, run_id, provider, result.offers, result.diagnostics, result.source, started))
+        store = asyncio.ensure_future(asyncio.to_thread(self._store, run_id, provider, result.offers, result.diagnostics, result.source))
         try:
             status, reason, stats = await asyncio.shield(store)
         except asyncio.CancelledError:
@@ -138,10 +138,10 @@ class Pipeline:
                        seconds=round(outcome.duration_seconds, 3))
         return outcome
 
-    async def _failed(self, run_id: int, provider: str, kind: ErrorKind, message: str, diag: Diagnostics | None,
-                      started: float, bound: object) -> RunOutcome:
-        await _finish_even_if_cancelled(asyncio.to_thread(self._finish_failed, run_id, "failed", kind, message, diag, started))
-        log.warning("run failed", provider=provider, run_id=run_id, kind=str(kind), error=message[:300])
+    async def _failed(self, run_id: int, provider: str, kind: ErrorKind, message: str, started: float,
+                      bound: Any) -> RunOutcome:
+        await _finish_even_if_cancelled(asyncio.to_thread(self._finish_failed, run_id, "failed", kind, message))
+        bound.warning("run failed", kind=str(kind), error=message[:300])
         return RunOutcome(run_id, provider, "failed", str(kind), message, duration_seconds=time.monotonic() - started)
 
     # --- database work (worker thread) -------------------------------------------------------
@@ -154,7 +154,7 @@ class Pipeline:
             assert run.id is not None
             return run.id
 
-    def _finish_failed(self, run_id: int, status: str, kind: ErrorKind, message: str, diag: Diagnostics | None, started: float) -> None:
+    def _finish_failed(self, run_id: int, status: str, kind: ErrorKind, message: str) -> None:
         with session_scope(self.engine) as session:
             run = session.get(ScrapeRun, run_id)
             assert run is not None
@@ -162,12 +162,9 @@ class Pipeline:
             run.error_kind = str(kind)
             run.error_message = message[:MAX_ERROR_MESSAGE]
             run.finished_at = self.clock()
-            if diag is not None:
-                run.diagnostics = dumps(diag.as_dict())
             self._call_hooks(session, run, [])
 
-    def _store(self, run_id: int, provider: str, offers: list[Offer], diag: Diagnostics, source: str,
-               started: float) -> tuple[str, str | None, IngestStats | None]:
+    def _store(self, run_id: int, provider: str, offers: list[Offer], diag: Diagnostics, source: str) -> tuple[str, str | None, IngestStats | None]:
         observed_at = self.clock()
         with session_scope(self.engine) as session:
             run = session.get(ScrapeRun, run_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +12,7 @@ from scrapers.base import Scraper
 from scrapers.gpus import GpuCatalogue
 from scrapers.registry import build_scraper
 from tracker.config import Settings
+from tracker.db import json_default as db_json_default
 from tracker.db import make_engine
 from tracker.migrate import upgrade
 
@@ -47,15 +47,11 @@ def alert_hooks(settings: Settings) -> list[Any]:
 
 
 def json_default(value: Any) -> Any:
-    """Decimals as JSON numbers that print exactly (prices have at most six decimals)."""
+    """Decimals as JSON numbers. Prices carry at most six decimals, and a float prints such a
+    value back exactly (28.64 stays 28.64); everything else as the database's JSON does."""
     if isinstance(value, Decimal):
-        q = value.quantize(SIX_PLACES).normalize() if value.as_tuple().exponent < -6 else value  # type: ignore[operator]
-        return float(q) if q == q.to_integral_value() or len(q.as_tuple().digits) <= 15 else str(q)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+        return float(value.quantize(SIX_PLACES))
+    return db_json_default(value)
 
 
 def to_json(value: Any, *, indent: int | None = 2) -> str:
