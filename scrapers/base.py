@@ -32,6 +32,10 @@ class Billing(StrEnum):
     MARKETPLACE = "marketplace"
 
 
+# How each provider sells: the clouds by the hour on demand, Hengyuan as a marketplace.
+DEFAULT_BILLING = {"tencent": Billing.ON_DEMAND, "aliyun": Billing.ON_DEMAND, "hengyuan": Billing.MARKETPLACE}
+
+
 class ErrorKind(StrEnum):
     """What went wrong in a run, as counted by `gpu_rental_scrape_failures_total{kind}`."""
 

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from scrapers.base import UNMAPPED, Billing, InvalidOfferError, Offer, parse_number, parse_price
+from scrapers.base import (
+    DEFAULT_BILLING,
+    UNMAPPED,
+    Billing,
+    InvalidOfferError,
+    Offer,
+    parse_number,
+    parse_price,
+)
 from scrapers.gpus import GpuCatalogue, is_canonical
 from tracker.config import GateSettings
 from tracker.textsafe import FORMULA_PREFIXES
@@ -142,7 +150,7 @@ def row_to_offer(row: dict[str, Any], catalogue: GpuCatalogue, gate: GateSetting
     if not instance_type:
         raise ValueError("instance_type is empty")
     region = _text(row, "region")
-    billing_text = _text(row, "billing", "marketplace" if provider == "hengyuan" else "on_demand")
+    billing_text = _text(row, "billing", str(DEFAULT_BILLING.get(provider, Billing.ON_DEMAND)))
     try:
         billing = Billing(billing_text)
     except ValueError:
